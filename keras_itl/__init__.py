@@ -1,0 +1,3 @@
+"""keras-itl: instance-based deep transfer learning for TensorFlow/Keras."""
+
+__version__ = "0.1.0"
