@@ -167,7 +167,9 @@ def test_info_is_json_serialisable(digits):
 # --- TFDS (mocked: no network here) ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "tfds_name", "shape"), [("mnist", "mnist", (28, 28, 1)), ("svhn", "svhn_cropped", (32, 32, 3))])
+@pytest.mark.parametrize(
+    ("spec", "tfds_name", "shape"), [("mnist", "mnist", (28, 28, 1)), ("svhn", "svhn_cropped", (32, 32, 3))]
+)
 def test_tfds_source_reads_train_and_test_splits(spec, tfds_name, shape):
     with tfds.testing.mock_data(num_examples=40):
         dataset = load_dataset(spec, seed=0)
@@ -256,7 +258,7 @@ def test_folder_source_reads_classes_skips_corrupt_files_and_keeps_paths_as_ids(
     gray, _ = examples["cat/small/gray.png"]
     np.testing.assert_array_equal(gray[..., 0], gray[..., 2])  # grayscale tiled to RGB
     for split in dataset.splits.values():
-        assert set(split.class_counts(3)) != {0}
+        assert np.all(split.class_counts(3) > 0)  # every class in every split, even at this size
 
 
 def test_folder_imbalance_by_class_name(image_folder):

@@ -8,6 +8,7 @@ download becomes a UserError saying so.
 from __future__ import annotations
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 from keras_itl.datasets.containers import Split
 from keras_itl.datasets.images import stack_images
@@ -50,8 +51,6 @@ def load_tfds(name: str, data_dir: str | None) -> SourceData:
 
 def _builder(name: str, data_dir: str | None):
     """The TFDS builder for ``name``; a UserError for an unknown dataset or config."""
-    import tensorflow_datasets as tfds
-
     dataset, _, config = name.partition("/")
     try:
         builder_cls = tfds.builder_cls(dataset.split(":")[0])
@@ -67,8 +66,6 @@ def _builder(name: str, data_dir: str | None):
 
 def _check_features(name: str, features) -> None:
     """UserError unless the dataset has a uint8 ``image`` and a class-label ``label`` feature."""
-    import tensorflow_datasets as tfds
-
     image = features["image"] if "image" in features else None
     label = features["label"] if "label" in features else None
     if not isinstance(image, tfds.features.Image) or not isinstance(label, tfds.features.ClassLabel):
