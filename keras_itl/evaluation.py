@@ -1,0 +1,86 @@
+"""Measure a classifier on a split: loss, accuracy, error rate, per-class accuracy, confusion."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_itl.datasets import DatasetInfo, Split, load_dataset, make_batches
+from keras_itl.errors import UserError
+
+_EPSILON = 1e-7  # the same probability clip Keras applies in its cross-entropy
+
+
+@dataclass
+class Metrics:
+    """Evaluation of one model on one split; ``confusion[i][j]`` counts true i predicted j."""
+
+    loss: float
+    accuracy: float
+    error_rate: float
+    num_examples: int
+    per_class_accuracy: dict[str, float | None]
+    confusion: list[list[int]]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def predict_probabilities(model: keras.Model, split: Split, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for every example of the split, in split order."""
+    _, size, _, channels = model.input_shape
+    batches = make_batches(split, batch_size, image_size=size, channels=channels, drop_ids=True)
+    return np.concatenate([np.asarray(model.predict_on_batch(images)) for images, _ in batches])
+
+
+def metrics_from_probabilities(probs: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Metrics:
+    """Metrics of predicted probabilities against integer labels."""
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = probs.shape[1]
+    picked = np.clip(probs[np.arange(len(labels)), labels], _EPSILON, 1.0)
+    predicted = probs.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    totals = confusion.sum(axis=1)
+    per_class = {
+        name: (float(confusion[i, i] / totals[i]) if totals[i] else None)
+        for i, name in enumerate(class_names)
+    }
+    accuracy = float(np.mean(predicted == labels))
+    return Metrics(loss=float(-np.mean(np.log(picked))), accuracy=accuracy, error_rate=1.0 - accuracy,
+                   num_examples=int(len(labels)), per_class_accuracy=per_class, confusion=confusion.tolist())
+
+
+def evaluate_model(model: keras.Model, split: Split, *, class_names: list[str] | None = None,
+                   batch_size: int = 256) -> Metrics:
+    """Evaluate ``model`` on every example of ``split``."""
+    probs = predict_probabilities(model, split, batch_size)
+    names = class_names or [str(i) for i in range(probs.shape[1])]
+    return metrics_from_probabilities(probs, split.labels, names)
+
+
+def load_trained_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``.keras`` model file, or the ``model.keras`` inside a ``keras-itl train`` output directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise UserError(f"no model at {path}; pass a .keras file or a keras-itl train output directory")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many types for unreadable files
+        raise UserError(f"cannot load model {path}: {str(error).splitlines()[0]}") from None
+
+
+def evaluate_saved_model(model_path: str | os.PathLike, target: str, *, split: str = "test",
+                         **dataset_options) -> tuple[Metrics, DatasetInfo]:
+    """Evaluate a saved model on a split of a target dataset (options as for ``load_dataset``)."""
+    model = load_trained_model(model_path)
+    data = load_dataset(target, **dataset_options)
+    if model.output_shape[-1] != data.info.num_classes:
+        raise UserError(f"the model predicts {model.output_shape[-1]} classes but {target} has "
+                        f"{data.info.num_classes}")
+    return evaluate_model(model, data.split(split), class_names=data.info.class_names), data.info

@@ -1,0 +1,217 @@
+"""The one training loop of keras-itl: a GradientTape step run under a tf.distribute strategy.
+
+Every method (from scratch, each phase of model-based fine-tuning, source pretraining, later the
+instance-based refits) goes through :func:`train_model`. The loop does not care how many replicas
+there are: each replica sums its per-example losses and divides by the number of examples in the
+*global* batch, so 1 and N replicas compute the same update. Data order depends only on
+``(seed, epoch)``, which makes a resumed run reach the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_itl.datasets import Split, make_batches
+from keras_itl.errors import UserError
+from keras_itl.evaluation import evaluate_model
+from keras_itl.training.run_state import RunState
+from keras_itl.training.strategy import is_chief
+
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Budget and optimiser settings of one training phase."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    lr_schedule: str = "cosine"
+    patience: int | None = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise UserError(f"epochs must be positive, got {self.epochs}")
+        if self.batch_size <= 0:
+            raise UserError(f"batch size must be positive, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise UserError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"unknown lr schedule {self.lr_schedule!r}; choose one of: {', '.join(LR_SCHEDULES)}")
+        if self.patience is not None and self.patience <= 0:
+            raise UserError(f"patience must be positive, got {self.patience}")
+
+
+@dataclass
+class TrainResult:
+    """What one phase did: per-epoch history and how it ended."""
+
+    name: str
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    best_epoch: int | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=config.epochs * steps_per_epoch)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9)
+    return keras.optimizers.Adam(rate)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy):
+    variables = model.trainable_variables
+
+    def replica_step(images, labels):
+        context = tf.distribute.get_replica_context()
+        global_count = context.all_reduce("sum", tf.cast(tf.shape(labels)[0], tf.float32))
+        with tf.GradientTape() as tape:
+            probs = model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
+            loss = tf.reduce_sum(per_example) / global_count
+            if model.losses:
+                loss += tf.add_n(model.losses) / context.num_replicas_in_sync
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32))
+        return tf.reduce_sum(per_example), correct
+
+    @tf.function
+    def step(batch):
+        loss_sum, correct = strategy.run(replica_step, args=batch)
+        reduce = tf.distribute.ReduceOp.SUM
+        return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None)
+
+    return step
+
+
+def _check_scope(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    if model.trainable_variables and not strategy.extended.variable_created_in_scope(model.trainable_variables[0].value):
+        raise ValueError("build or load the model inside strategy.scope() before training it")
+
+
+def train_model(
+    model: keras.Model,
+    train: Split,
+    val: Split | None,
+    config: TrainConfig,
+    *,
+    strategy: tf.distribute.Strategy,
+    run_dir: str | os.PathLike,
+    name: str = "train",
+    resume: bool = False,
+    verbose: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place on ``train``, one checkpoint per epoch under ``run_dir``.
+
+    With a validation split the loop tracks validation loss, stops after ``patience`` epochs
+    without improvement and ends with the best-validation weights. ``resume`` continues from
+    the phase's latest checkpoint (a finished phase is not trained again).
+    """
+    if len(train) == 0:
+        raise UserError("the training split is empty")
+    _check_scope(model, strategy)
+    image_size, channels = model.input_shape[1], model.input_shape[3]
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    with strategy.scope():
+        optimizer = _make_optimizer(config, steps_per_epoch)
+        optimizer.build(model.trainable_variables)
+    state = RunState(model, optimizer, run_dir, name, chief=is_chief(strategy))
+    if resume:
+        state.restore()
+    elif state.has_checkpoint():
+        raise UserError(f"{state.root} already holds a checkpointed run; pass --resume to continue it or choose another output")
+    step = _make_step(model, optimizer, strategy)
+    writer = tf.summary.create_file_writer(str(state.root / "logs" / name)) if is_chief(strategy) else None
+    started = time.perf_counter()
+    while int(state.epoch.numpy()) < config.epochs and not bool(state.finished.numpy()):
+        epoch = int(state.epoch.numpy())
+        batches = make_batches(train, config.batch_size, image_size=image_size, channels=channels,
+                               shuffle_seed=_epoch_seed(config.seed, epoch), drop_ids=True)
+        record = _run_epoch(step, strategy.experimental_distribute_dataset(batches), state, epoch,
+                            len(train), steps_per_epoch, config, verbose)
+        improved = False
+        if val is not None and len(val):
+            metrics = evaluate_model(model, val, batch_size=max(config.batch_size, 128))
+            record.update(val_loss=metrics.loss, val_accuracy=metrics.accuracy)
+            improved = metrics.loss < float(state.best_val_loss.numpy())
+            if improved:
+                state.best_val_loss.assign(metrics.loss)
+                state.bad_epochs.assign(0)
+            else:
+                state.bad_epochs.assign_add(1)
+            if config.patience is not None and int(state.bad_epochs.numpy()) >= config.patience:
+                state.finished.assign(True)
+        record["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if writer is not None:
+            with writer.as_default(step=epoch + 1):
+                for key, value in record.items():
+                    if key != "epoch":
+                        tf.summary.scalar(key, value)
+        if verbose:
+            print(_epoch_line(name, record, config.epochs), flush=True)
+        state.end_epoch(record, improved)
+    if int(state.epoch.numpy()) >= config.epochs or bool(state.finished.numpy()):
+        state.finished.assign(True)
+        state.save()
+    result = TrainResult(name=name, history=state.history, seconds=time.perf_counter() - started,
+                         stopped_early=len(state.history) < config.epochs)
+    if val is not None and state.restore_best():
+        result.best_epoch = int(np.argmin([r["val_loss"] for r in state.history])) + 1
+    return result
+
+
+def _run_epoch(step, dataset, state: RunState, epoch: int, num_examples: int, steps: int,
+               config: TrainConfig, verbose: bool) -> dict:
+    progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"], verbose=1 if verbose else 0)
+    total_loss = total_correct = 0.0
+    seen = 0
+    started = time.perf_counter()
+    for index, batch in enumerate(dataset):
+        loss_sum, correct = step(batch)
+        batch_size = min(config.batch_size, num_examples - seen)
+        seen += batch_size
+        total_loss += float(loss_sum)
+        total_correct += float(correct)
+        if not math.isfinite(total_loss):
+            kept = state.last_checkpoint or "none (the first epoch had not finished)"
+            raise TrainingDiverged(
+                f"{state.name}: loss became {total_loss} at epoch {epoch + 1} step {index + 1}; "
+                f"training stopped, last good checkpoint kept: {kept}; try a lower --lr"
+            )
+        progress.update(index + 1, [("loss", total_loss / seen), ("accuracy", total_correct / seen)])
+    return {"epoch": epoch + 1, "loss": total_loss / seen, "accuracy": total_correct / seen,
+            "seconds": time.perf_counter() - started}
+
+
+def _epoch_line(name: str, record: dict, epochs: int) -> str:
+    parts = [f"{name} epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}", f"acc {record['accuracy']:.4f}"]
+    if "val_loss" in record:
+        parts += [f"val_loss {record['val_loss']:.4f}", f"val_acc {record['val_accuracy']:.4f}"]
+    return " - ".join(parts)

@@ -1,0 +1,41 @@
+"""Choose the tf.distribute strategy the training loop runs under.
+
+One loop serves every case: MirroredStrategy over the local devices by default, and
+MultiWorkerMirroredStrategy when ``TF_CONFIG`` names more than one worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from keras_itl.errors import UserError
+
+
+def _cluster_workers() -> int:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 1
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except json.JSONDecodeError as error:
+        raise UserError(f"TF_CONFIG is not valid JSON: {error}") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy for a multi-worker TF_CONFIG, else MirroredStrategy(devices)."""
+    if _cluster_workers() > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True where checkpoints and logs should be written (every single-machine run)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
