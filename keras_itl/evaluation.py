@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_itl.datasets import DatasetInfo, Split, load_dataset, make_batches
 from keras_itl.errors import UserError
@@ -29,11 +31,27 @@ class Metrics:
         return asdict(self)
 
 
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.PolymorphicFunction]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _forward(model: keras.Model):
+    """The model's inference pass as one traced function per model, so repeated evaluations stay fast.
+
+    Keras' own predict machinery is avoided on purpose: under a multi-replica strategy it returns
+    per-replica copies of the outputs.
+    """
+    if model not in _FORWARD:
+        _FORWARD[model] = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    return _FORWARD[model]
+
+
 def predict_probabilities(model: keras.Model, split: Split, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for every example of the split, in split order."""
     _, size, _, channels = model.input_shape
     batches = make_batches(split, batch_size, image_size=size, channels=channels, drop_ids=True)
-    return np.concatenate([np.asarray(model.predict_on_batch(images)) for images, _ in batches])
+    forward = _forward(model)
+    return np.concatenate([forward(images).numpy() for images, _ in batches])
 
 
 def metrics_from_probabilities(probs: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Metrics:

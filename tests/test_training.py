@@ -10,7 +10,7 @@ from keras_itl.backbones import build_model
 from keras_itl.datasets import Split
 from keras_itl.evaluation import evaluate_model
 from keras_itl.errors import UserError
-from keras_itl.training import TrainConfig, TrainingDiverged, train_model
+from keras_itl.training import TrainConfig, TrainingDiverged, make_strategy, train_model
 from keras_itl.training import run_state
 from tests.helpers import bright_quadrant_split
 
@@ -31,11 +31,11 @@ def data():
 
 @pytest.fixture(scope="module")
 def initial_weights():
-    return _model(tf.distribute.OneDeviceStrategy("/cpu:0")).get_weights()
+    return _model(one_replica()).get_weights()
 
 
 def one_replica():
-    return tf.distribute.MirroredStrategy(["/cpu:0"])
+    return make_strategy(["/cpu:0"])
 
 
 def test_loss_decreases_and_model_learns(tmp_path, data, initial_weights):
@@ -56,7 +56,7 @@ def test_two_replicas_reach_the_same_weights_as_one(tmp_path, data, initial_weig
     config = TrainConfig(epochs=2, batch_size=20, learning_rate=1e-3, patience=None)
     finals = []
     for devices in (["/cpu:0"], ["/cpu:0", "/cpu:1"]):
-        strategy = tf.distribute.MirroredStrategy(devices)
+        strategy = make_strategy(devices)
         assert strategy.num_replicas_in_sync == len(devices)
         model = _model(strategy, init=initial_weights)
         train_model(model, train, None, config, strategy=strategy, run_dir=tmp_path / str(len(devices)),
@@ -66,6 +66,16 @@ def test_two_replicas_reach_the_same_weights_as_one(tmp_path, data, initial_weig
     assert moved > 1e-3
     for one, two in zip(*finals):
         np.testing.assert_allclose(one, two, atol=2e-6, rtol=1e-5)
+
+
+def test_a_last_batch_smaller_than_the_replica_count_is_left_out(tmp_path, initial_weights):
+    strategy = make_strategy(["/cpu:0", "/cpu:1"])
+    model = _model(strategy, init=initial_weights)
+    train = bright_quadrant_split(33, seed=4)  # batches of 16, 16 and 1: the 1 cannot be split in two
+    result = train_model(model, train, None, TrainConfig(epochs=2, batch_size=16), strategy=strategy,
+                         run_dir=tmp_path, verbose=False)
+    assert len(result.history) == 2
+    assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
 def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, data, initial_weights, monkeypatch):

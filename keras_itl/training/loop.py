@@ -81,6 +81,16 @@ def _make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimize
     return keras.optimizers.Adam(rate)
 
 
+def _steps_per_epoch(num_examples: int, batch_size: int, replicas: int) -> int:
+    """Batches per epoch; a last batch smaller than the replica count is left out.
+
+    A replica handed an empty batch desynchronises the collective gradient reduction, so at most
+    ``replicas - 1`` examples (a different few each epoch, as the order is reshuffled) sit out.
+    """
+    full, remainder = divmod(num_examples, batch_size)
+    return full + (1 if remainder >= replicas else 0)
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -102,7 +112,7 @@ def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, strate
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32))
         return tf.reduce_sum(per_example), correct
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def step(batch):
         loss_sum, correct = strategy.run(replica_step, args=batch)
         reduce = tf.distribute.ReduceOp.SUM
@@ -138,7 +148,10 @@ def train_model(
         raise UserError("the training split is empty")
     _check_scope(model, strategy)
     image_size, channels = model.input_shape[1], model.input_shape[3]
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    steps_per_epoch = _steps_per_epoch(len(train), config.batch_size, strategy.num_replicas_in_sync)
+    if steps_per_epoch == 0:
+        raise UserError(f"the training split has {len(train)} examples, fewer than the "
+                        f"{strategy.num_replicas_in_sync} replicas training on it")
     with strategy.scope():
         optimizer = _make_optimizer(config, steps_per_epoch)
         optimizer.build(model.trainable_variables)
@@ -153,7 +166,7 @@ def train_model(
     while int(state.epoch.numpy()) < config.epochs and not bool(state.finished.numpy()):
         epoch = int(state.epoch.numpy())
         batches = make_batches(train, config.batch_size, image_size=image_size, channels=channels,
-                               shuffle_seed=_epoch_seed(config.seed, epoch), drop_ids=True)
+                               shuffle_seed=_epoch_seed(config.seed, epoch), drop_ids=True).take(steps_per_epoch)
         record = _run_epoch(step, strategy.experimental_distribute_dataset(batches), state, epoch,
                             len(train), steps_per_epoch, config, verbose)
         improved = False

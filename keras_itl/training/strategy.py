@@ -5,6 +5,7 @@ MultiWorkerMirroredStrategy when ``TF_CONFIG`` names more than one worker.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -25,10 +26,26 @@ def _cluster_workers() -> int:
 
 
 def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
-    """MultiWorkerMirroredStrategy for a multi-worker TF_CONFIG, else MirroredStrategy(devices)."""
+    """MultiWorkerMirroredStrategy for a multi-worker TF_CONFIG, else MirroredStrategy(devices).
+
+    One strategy per device set and process: two strategies over the same devices would reuse the
+    same collective-op keys, and their gradient reductions would collide.
+    """
     if _cluster_workers() > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.MirroredStrategy(devices)
+        return _multi_worker_strategy()
+    local = devices or [d.name for d in tf.config.list_logical_devices("GPU")] or \
+        [d.name for d in tf.config.list_logical_devices("CPU")]
+    return _mirrored_strategy(tuple(tf.DeviceSpec.from_string(d).to_string() for d in local))
+
+
+@functools.cache
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+@functools.cache
+def _mirrored_strategy(devices: tuple[str, ...]) -> tf.distribute.Strategy:
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

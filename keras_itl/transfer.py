@@ -1,0 +1,193 @@
+"""Transfer methods end to end: load the target, build the model from its source, train, test, save.
+
+- ``scratch``: random initialisation, trained on the target.
+- ``model`` (network-based fine-tuning): the source's backbone under a new head; first the head
+  alone with the backbone frozen, then the backbone (all of it, or its top layers) at a lower
+  learning rate with BatchNormalization kept in inference mode, so small target batches do not
+  overwrite the source statistics.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture, model_channels
+from keras_itl.datasets import TargetDataset, load_dataset, parse_imbalance
+from keras_itl.errors import UserError
+from keras_itl.evaluation import Metrics, evaluate_model
+from keras_itl.plots import plot_training_curves
+from keras_itl.reports import write_evaluation
+from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
+from keras_itl.training import TrainConfig, TrainResult, make_strategy, train_model
+
+METHODS = ("scratch", "model")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Everything one transfer run depends on; saved as ``run.json`` beside the model."""
+
+    target: str
+    arch: str = "small-cnn"
+    method: str = "model"
+    source: str | None = None
+    weights: str | None = None
+    image_size: int | None = None
+    epochs: int = 10
+    head_epochs: int = 2
+    source_epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_lr_factor: float = 0.1
+    fine_tune_layers: int | None = None
+    optimizer: str = "adam"
+    lr_schedule: str = "cosine"
+    patience: int | None = 5
+    seed: int = 0
+    val_fraction: float = 0.1
+    max_train_examples: int | None = None
+    imbalance: str | None = None
+    label_noise: float = 0.0
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        get_architecture(self.arch)
+        if self.method not in METHODS:
+            raise UserError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.method == "model" and not self.source:
+            raise UserError("--method model fine-tunes a pretrained network: pass --source "
+                            "(imagenet, a dataset spec or a .keras model)")
+        if self.weights is not None and self.source != IMAGENET:
+            raise UserError("--weights is a local ImageNet weights file; it goes with --source imagenet")
+        if self.fine_tune_layers is not None and self.fine_tune_layers <= 0:
+            raise UserError(f"fine-tune layers must be positive, got {self.fine_tune_layers}")
+        if self.head_epochs < 0 or self.source_epochs <= 0:
+            raise UserError("head epochs must be >= 0 and source epochs > 0")
+        self.train_config()  # validates epochs, batch size, learning rate, optimizer, schedule
+
+    def train_config(self, **changes) -> TrainConfig:
+        """The loop settings of a phase, with ``changes`` applied (e.g. epochs, learning_rate)."""
+        base = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                           optimizer=self.optimizer, lr_schedule=self.lr_schedule, patience=self.patience,
+                           seed=self.seed)
+        return replace(base, **changes)
+
+
+@dataclass
+class TransferResult:
+    """The outcome of a run: test metrics, phase histories and where everything was written."""
+
+    config: TransferConfig
+    test: Metrics
+    phases: list[TrainResult]
+    dataset: dict
+    output_dir: Path
+    seconds: float
+    files: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for the end of a run."""
+        source = self.config.source if self.config.method != "scratch" else "random init"
+        return (f"{self.config.method}: {self.config.arch} from {source} on {self.config.target} - test error rate "
+                f"{self.test.error_rate:.2%} (accuracy {self.test.accuracy:.2%}, loss {self.test.loss:.4f}, "
+                f"{self.test.num_examples} test images) in {self.seconds:.0f}s - wrote {self.output_dir}")
+
+    def to_dict(self) -> dict:
+        return {"config": asdict(self.config), "test": self.test.to_dict(),
+                "phases": [p.to_dict() for p in self.phases], "dataset": self.dataset,
+                "seconds": self.seconds, "files": self.files}
+
+
+def load_target(config: TransferConfig) -> TargetDataset:
+    """The target dataset with the run's split, size, imbalance and noise options."""
+    imbalance = parse_imbalance(config.imbalance) if config.imbalance else None
+    return load_dataset(config.target, seed=config.seed, val_fraction=config.val_fraction,
+                        max_train_examples=config.max_train_examples, imbalance=imbalance,
+                        label_noise=config.label_noise, data_dir=config.data_dir)
+
+
+def build_initial_model(config: TransferConfig, num_classes: int, channels: int,
+                        strategy: tf.distribute.Strategy, verbose: bool = True) -> keras.Model:
+    """The model before target training: random for ``scratch``, else carrying the source's backbone."""
+    image_size = config.image_size or get_architecture(config.arch).default_image_size
+    source: Source | None = parse_source(config.source) if config.method != "scratch" else None
+    pretrained = None
+    if source is not None and source.kind == "dataset":
+        pretrained = pretrain_on_dataset(
+            source.spec, config.arch, image_size=image_size, channels=channels,
+            config=config.train_config(epochs=config.source_epochs), strategy=strategy,
+            data_dir=config.data_dir, val_fraction=config.val_fraction, verbose=verbose)
+    elif source is not None and source.kind == "model":
+        pretrained = source.spec
+    keras.utils.set_random_seed(config.seed)
+    weights = (config.weights or IMAGENET) if source is not None and source.kind == IMAGENET else None
+    with strategy.scope():
+        model = build_model(config.arch, num_classes, image_size=image_size, channels=channels, weights=weights)
+        if pretrained is not None:
+            load_source_into(model, pretrained)
+    return model
+
+
+def _freeze_for_fine_tuning(backbone: keras.Model, top_layers: int | None) -> None:
+    backbone.trainable = True
+    frozen = backbone.layers[:-top_layers] if top_layers else []
+    for layer in frozen:
+        layer.trainable = False
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # Keras 3: a non-trainable BN layer runs in inference mode
+
+
+def fit_target(model: keras.Model, data: TargetDataset, config: TransferConfig, *,
+               strategy: tf.distribute.Strategy, run_dir: Path, resume: bool = False,
+               verbose: bool = True) -> list[TrainResult]:
+    """Train on the target's train split, validating on its val split, as the method prescribes."""
+    train, val = data.split("train"), data.split("val")
+    if config.method == "scratch":
+        return [train_model(model, train, val, config.train_config(), strategy=strategy, run_dir=run_dir,
+                            name="scratch", resume=resume, verbose=verbose)]
+    backbone = model.get_layer(BACKBONE_NAME)
+    phases = []
+    if config.head_epochs:
+        backbone.trainable = False
+        phases.append(train_model(model, train, val, config.train_config(epochs=config.head_epochs),
+                                  strategy=strategy, run_dir=run_dir, name="head", resume=resume,
+                                  verbose=verbose))
+    _freeze_for_fine_tuning(backbone, config.fine_tune_layers)
+    fine_tune = config.train_config(learning_rate=config.learning_rate * config.fine_tune_lr_factor)
+    phases.append(train_model(model, train, val, fine_tune, strategy=strategy, run_dir=run_dir,
+                              name="finetune", resume=resume, verbose=verbose))
+    return phases
+
+
+def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resume: bool = False,
+                 strategy: tf.distribute.Strategy | None = None, verbose: bool = True) -> TransferResult:
+    """Run one method end to end and write model, histories, test metrics and plots to ``output_dir``."""
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = load_target(config)
+    if verbose:
+        sizes = ", ".join(f"{k} {v}" for k, v in data.info.sizes.items())
+        print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes})", flush=True)
+    strategy = strategy or make_strategy()
+    channels = model_channels(config.arch, data.info.image_shape[2])
+    model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)
+    phases = fit_target(model, data, config, strategy=strategy, run_dir=output_dir, resume=resume, verbose=verbose)
+    test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
+    files = {name: str(path) for name, path in
+             write_evaluation(test, data.info.class_names, output_dir, "test").items()}
+    model.save(output_dir / "model.keras")
+    files["model"] = str(output_dir / "model.keras")
+    plot_training_curves({p.name: p.history for p in phases}, output_dir / "training_curves.png")
+    files["training_curves"] = str(output_dir / "training_curves.png")
+    result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
+                            output_dir=output_dir, seconds=time.perf_counter() - started, files=files)
+    (output_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    return result

@@ -1,0 +1,1 @@
+"""TF Serving–compatible export, server and clients (see the export and serving issues)."""

@@ -1,0 +1,118 @@
+"""Transfer methods through the Python API and the CLI, on the real offline digits data."""
+from __future__ import annotations
+
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from keras_itl.cli.main import main
+from keras_itl.backbones import BACKBONE_NAME, build_model
+from keras_itl.datasets import load_dataset
+from keras_itl.sources import cache_dir
+from keras_itl.transfer import TransferConfig, _freeze_for_fine_tuning, run_transfer
+
+SMALL = ["--arch", "small-cnn", "--image-size", "16", "--max-train-examples", "200", "--batch-size", "32",
+         "--quiet"]
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_scratch_run_writes_model_metrics_and_plots(tmp_path):
+    config = TransferConfig(target="digits", method="scratch", image_size=16, epochs=8, learning_rate=3e-3,
+                            max_train_examples=200)
+    result = run_transfer(config, tmp_path, verbose=False)
+    for name in ("model.keras", "run.json", "metrics-test.json", "confusion-test.png", "training_curves.png",
+                 "history-scratch.json"):
+        assert (tmp_path / name).exists(), name
+    saved = json.loads((tmp_path / "metrics-test.json").read_text())
+    assert saved["accuracy"] == pytest.approx(result.test.accuracy)
+    assert result.test.error_rate < 0.5  # 10 classes: chance is 0.9
+    assert "test error rate" in result.summary()
+
+
+@pytest.mark.slow
+def test_model_based_transfer_starts_from_the_cached_source_backbone(tmp_path):
+    common = dict(target="digits", source="mnist-5k", method="model", image_size=16, epochs=1, head_epochs=1,
+                  source_epochs=1, max_train_examples=200)
+    first = run_transfer(TransferConfig(**common), tmp_path / "a", verbose=False)
+    cached = list(cache_dir().glob("small-cnn-mnist-5k-16px-seed0-*.keras"))
+    assert len(cached) == 1
+    source_backbone = keras.saving.load_model(cached[0]).get_layer(BACKBONE_NAME).get_weights()
+    # With the backbone frozen in the head phase and no fine-tuning budget for it, the
+    # transferred backbone must be exactly the source's.
+    frozen = TransferConfig(**{**common, "fine_tune_layers": 1, "fine_tune_lr_factor": 1e-12})
+    second = run_transfer(frozen, tmp_path / "b", verbose=False)
+    kept = keras.saving.load_model(tmp_path / "b" / "model.keras").get_layer(BACKBONE_NAME).get_weights()
+    for a, b in zip(source_backbone[:-2], kept[:-2]):  # all but the top (unfrozen) layer
+        np.testing.assert_array_equal(a, b)
+    assert [p.name for p in first.phases] == ["head", "finetune"]
+    assert second.test.error_rate < 0.5
+
+
+def test_fine_tuning_keeps_batch_norm_in_inference_mode():
+    backbone = build_model("resnet50", 3, image_size=32).get_layer(BACKBONE_NAME)
+    _freeze_for_fine_tuning(backbone, top_layers=10)
+    batch_norms = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert batch_norms and not any(l.trainable for l in batch_norms)
+    trainable = [l for l in backbone.layers if l.trainable and l.weights]
+    assert trainable and all(backbone.layers.index(l) >= len(backbone.layers) - 10 for l in trainable)
+
+
+def test_cli_train_then_evaluate_matches_an_independent_count(tmp_path):
+    out = tmp_path / "run"
+    trained = _invoke("train", "--target", "digits", "--epochs", 2, "--seed", 3, "--output", out, *SMALL)
+    assert trained.exit_code == 0, trained.output
+    assert re.search(r"test error rate \d+\.\d\d%", trained.output)
+
+    evaluated = _invoke("evaluate", "--model", out, "--output", tmp_path / "eval")
+    assert evaluated.exit_code == 0, evaluated.output
+    printed = float(re.search(r"accuracy (\d+\.\d\d)%", evaluated.output).group(1)) / 100
+
+    model = keras.saving.load_model(out / "model.keras")
+    test = load_dataset("digits", seed=3).split("test")
+    images = np.asarray(keras.ops.image.resize(test.images.astype("float32"), (16, 16)))
+    expected = float(np.mean(np.argmax(model.predict(images, verbose=0), axis=1) == test.labels))
+    assert printed == pytest.approx(expected, abs=0.006)  # printed with two decimals
+    saved = json.loads((tmp_path / "eval" / "metrics-test.json").read_text())
+    assert saved["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert (tmp_path / "eval" / "confusion-test.png").stat().st_size > 1000
+    assert "per-class accuracy" in evaluated.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--target", "no-such-data"], "digits"),
+    (["--target", "digits", "--arch", "alexnet"], "small-cnn"),
+    (["--target", "digits", "--epochs", "0"], "must be positive"),
+    (["--target", "digits", "--batch-size", "-4"], "must be positive"),
+    (["--target", "digits", "--method", "model"], "--source"),
+    (["--target", "digits", "--imbalance", "42:0.9"], "42"),
+    (["--target", "folder:/no/such/folder"], "/no/such/folder"),
+])
+def test_cli_bad_input_is_one_line_without_traceback(tmp_path, args, message):
+    result = _invoke("train", *args, "--output", tmp_path / "bad", "--quiet")
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_rerun_into_a_checkpointed_output_asks_for_resume(tmp_path):
+    args = ["train", "--target", "digits", "--epochs", 1, "--output", tmp_path, *SMALL]
+    assert _invoke(*args).exit_code == 0
+    again = _invoke(*args)
+    assert again.exit_code != 0 and "--resume" in again.output
+    resumed = _invoke(*args, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_every_command_documents_every_option():
+    for command in main.commands.values():
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"{command.name} --{param.name} has no help"
