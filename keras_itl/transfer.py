@@ -175,7 +175,8 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     data = load_target(config)
     if verbose:
         sizes = ", ".join(f"{k} {v}" for k, v in data.info.sizes.items())
-        print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes})", flush=True)
+        skipped = f", skipped {len(data.info.skipped_files)} unreadable files" if data.info.skipped_files else ""
+        print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes}){skipped}", flush=True)
     strategy = strategy or make_strategy()
     channels = model_channels(config.arch, data.info.image_shape[2])
     model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)

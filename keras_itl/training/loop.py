@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -202,7 +203,9 @@ def train_model(
 
 def _run_epoch(step, dataset, state: RunState, epoch: int, num_examples: int, steps: int,
                config: TrainConfig, verbose: bool) -> dict:
-    progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"], verbose=1 if verbose else 0)
+    # A live bar only on a terminal; logs get the one line per epoch that train_model prints.
+    live = verbose and sys.stdout.isatty()
+    progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"], verbose=1 if live else 0)
     total_loss = total_correct = 0.0
     seen = 0
     started = time.perf_counter()
