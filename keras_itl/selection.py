@@ -1,0 +1,313 @@
+"""Which target training instances to drop before fine-tuning, and why.
+
+The influence stage estimates, for every training instance, ``predicted_delta_val_loss``: how the
+validation loss would change if that instance alone were removed. Negative means removing it is
+predicted to lower the validation loss, i.e. the instance is harmful. This module turns those
+estimates into a drop set under a policy (``sign``, ``fraction:P`` or ``auto``) and under caps and
+per-class floors that keep a first-order estimate from gutting the training set or emptying a class.
+
+Every dropped id gets a reason a person can read, and every cap or floor that stopped a drop is
+noted, so a user can see exactly which of their instances were dropped and what held others back.
+Pure NumPy: the refits that ``auto`` compares are the caller's, passed in as ``measure``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from keras_itl.errors import UserError
+
+POLICY_HELP = (
+    "How to choose the target training instances to drop before fine-tuning, from each instance's "
+    "predicted change in validation loss if it alone were removed (negative = harmful). "
+    "'sign' drops every instance predicted to be harmful (the rule of Wang et al., 2019). "
+    "'fraction:P' (0 < P < 1) drops the round(P * n) most harmful instances, never one predicted to "
+    "help. 'auto' (the default) refits on each candidate set - none, sign and a few fractions - and "
+    "keeps the one with the lowest measured validation loss. Every policy respects the maximum drop "
+    "fraction and the per-class floors, so no class is ever emptied."
+)
+
+_FORMS = "sign, fraction:P (0 < P < 1, e.g. fraction:0.1) or auto"
+_KINDS = ("sign", "fraction", "auto")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed selection policy; ``str(policy)`` gives back its text form, e.g. ``fraction:0.1``."""
+
+    kind: str
+    fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS or (self.kind == "fraction") != (self.fraction is not None):
+            raise UserError(f"unknown selection policy {str(self)!r}; use {_FORMS}")
+        if self.kind == "fraction" and not 0 < self.fraction < 1:
+            raise UserError(f"selection policy {str(self)!r}: the fraction must be strictly between 0 and 1")
+
+    def __str__(self) -> str:
+        return self.kind if self.fraction is None else f"{self.kind}:{float(self.fraction)!r}"
+
+
+def parse_policy(text: str) -> Policy:
+    """The policy written as ``sign``, ``fraction:P`` or ``auto`` (case and surrounding spaces ignored)."""
+    text = text.strip().lower()
+    kind, colon, value = text.partition(":")
+    if kind == "fraction" and colon:
+        try:
+            fraction = float(value)
+        except ValueError:
+            raise UserError(f"selection policy {text!r}: {value!r} is not a number; use {_FORMS}") from None
+        return Policy("fraction", fraction)
+    if text in ("sign", "auto"):
+        return Policy(text)
+    raise UserError(f"unknown selection policy {text!r}; use {_FORMS}")
+
+
+@dataclass
+class Candidate:
+    """One drop set that ``auto`` refit and measured."""
+
+    name: str
+    drop_ids: list[str]
+    val_loss: float
+
+
+@dataclass
+class SelectionResult:
+    """The drop set (harmful first) with a reason per dropped id, class counts and the limits that bit.
+
+    ``chosen`` is the policy, or for ``auto`` the winning candidate's name; ``candidates`` holds every
+    distinct drop set ``auto`` measured (empty for the other policies).
+    """
+
+    policy: str
+    drop_ids: list[str]
+    reasons: dict[str, str]
+    dropped_per_class: dict[str, int]
+    kept_per_class: dict[str, int]
+    notes: list[str]
+    candidates: list[Candidate]
+    chosen: str
+
+    def to_dict(self) -> dict:
+        """Plain lists, dicts, strings and numbers, ready for ``json.dumps``."""
+        return asdict(self)
+
+    def keep_mask(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Boolean array over ``ids``: True where the id is kept, False where it is dropped."""
+        return ~np.isin(np.asarray(ids).astype(str), np.asarray(self.drop_ids, dtype=str))
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The caps and floors every policy's proposal is walked through."""
+
+    max_drop_fraction: float
+    budget: int  # at most this many drops in total
+    floors: list[int]  # class c keeps at least floors[c] examples
+    class_sizes: list[int]
+
+    def walk(self, name: str, proposal: np.ndarray, labels: np.ndarray,
+             class_names: list[str]) -> tuple[list[int], list[str]]:
+        """The indices of ``proposal`` (harmful first) that may be dropped, and a note per limit that bit.
+
+        Greedy: an instance whose drop would take its class below its floor is skipped and the walk
+        goes on; once the budget is spent the rest are kept. A floor is checked first because it
+        blocks an instance whatever the budget.
+        """
+        room = [size - floor for size, floor in zip(self.class_sizes, self.floors)]
+        dropped: list[int] = []
+        floor_blocked = [0] * len(room)
+        cap_blocked = 0
+        for i in proposal:
+            c = labels[i]
+            if room[c] == 0:
+                floor_blocked[c] += 1
+            elif len(dropped) == self.budget:
+                cap_blocked += 1
+            else:
+                dropped.append(int(i))
+                room[c] -= 1
+        notes = [f"class {class_names[c]!r} kept at its floor of {self.floors[c]}: "
+                 f"{_harmful(blocked)} not dropped"
+                 for c, blocked in enumerate(floor_blocked) if blocked]
+        if cap_blocked:
+            notes.append(f"max_drop_fraction {self.max_drop_fraction:g} capped the {name} set at "
+                         f"{self.budget} drops: {_harmful(cap_blocked)} not dropped")
+        return dropped, notes
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A candidate drop set after caps and floors: what a policy (None for 'none') would drop."""
+
+    name: str
+    policy: Policy | None
+    dropped: list[int]  # indices in harmful order
+    notes: list[str]
+
+
+def select_drops(
+    ids: Sequence[str] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    predicted_delta: Sequence[float] | np.ndarray,
+    *,
+    policy: Policy | str = "auto",
+    class_names: list[str],
+    max_drop_fraction: float = 0.5,
+    min_class_keep_fraction: float = 0.5,
+    min_per_class: int = 1,
+    auto_fractions: tuple[float, ...] = (0.05, 0.10, 0.20),
+    measure: Callable[[np.ndarray], float] | None = None,
+) -> SelectionResult:
+    """Choose the ids to drop from ``predicted_delta`` (predicted change in val loss on removal).
+
+    Instances are ranked harmful first (ascending ``predicted_delta``, ties by id). ``sign`` proposes
+    every negative one; ``fraction:P`` the round-half-up(P * n) most harmful among the negative ones.
+    Each proposal is walked greedily: at most floor(max_drop_fraction * n) drops, and class c keeps at
+    least min(n_c, max(min_per_class, ceil(min_class_keep_fraction * n_c))) examples.
+
+    ``auto`` walks "none", "sign" and "fraction:F" for every F in ``auto_fractions`` the same way,
+    calls ``measure(keep_mask)`` once per distinct drop set (``keep_mask`` is a bool array over the
+    input order, True = kept; it returns the val loss after refitting on the kept instances) and keeps
+    the lowest loss, ties to fewer drops. Other policies ignore ``measure``.
+    """
+    policy = parse_policy(policy) if isinstance(policy, str) else policy
+    ids, labels, delta = _checked_arrays(ids, labels, predicted_delta, class_names)
+    limits = _limits(labels, len(class_names), max_drop_fraction, min_class_keep_fraction, min_per_class)
+    order = np.lexsort((ids, delta))
+
+    def option(name: str, chosen: Policy | None) -> _Option:
+        proposal, notes = _propose(chosen, order, delta)
+        dropped, limit_notes = limits.walk(name, proposal, labels, class_names)
+        return _Option(name, chosen, dropped, notes + limit_notes)
+
+    if policy.kind == "auto":
+        if measure is None:
+            raise UserError("auto needs a refit to measure candidates: pass measure, or choose sign or fraction:P")
+        policies = [Policy("sign")] + [Policy("fraction", float(f)) for f in dict.fromkeys(auto_fractions)]
+        options = [option("none", None)] + [option(str(p), p) for p in policies]
+        winner, loss, candidates, auto_notes = _choose(options, ids, measure)
+        suffix = f"; auto chose {winner.name}, the lowest measured val_loss {loss:.4g}"
+    else:
+        winner, candidates, auto_notes, suffix = option(str(policy), policy), [], [], ""
+
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[order] = np.arange(1, len(ids) + 1)
+    reasons = {str(ids[i]): _reason(winner.policy, int(rank[i]), float(delta[i])) + suffix for i in winner.dropped}
+    dropped_counts = np.bincount(labels[winner.dropped], minlength=len(class_names))
+    return SelectionResult(
+        policy=str(policy),
+        drop_ids=[str(ids[i]) for i in winner.dropped],
+        reasons=reasons,
+        dropped_per_class={name: int(dropped_counts[c]) for c, name in enumerate(class_names)},
+        kept_per_class={name: limits.class_sizes[c] - int(dropped_counts[c]) for c, name in enumerate(class_names)},
+        notes=winner.notes + auto_notes,
+        candidates=candidates,
+        chosen=winner.name,
+    )
+
+
+def _checked_arrays(ids: Sequence[str] | np.ndarray, labels: Sequence[int] | np.ndarray,
+                    predicted_delta: Sequence[float] | np.ndarray,
+                    class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ids as str, labels as int and deltas as float64 arrays, or a UserError saying what is wrong."""
+    ids = np.asarray(ids).astype(str)
+    labels = np.asarray(labels)
+    delta = np.asarray(predicted_delta, dtype=np.float64)
+    if ids.ndim != 1 or labels.shape != ids.shape or delta.shape != ids.shape:
+        raise UserError(f"ids, labels and predicted_delta must be 1-D and the same length, "
+                        f"got shapes {ids.shape}, {labels.shape} and {delta.shape}")
+    if len(set(class_names)) != len(class_names):
+        raise UserError(f"class names must be distinct, got {class_names}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise UserError(f"labels must be class indices in 0..{len(class_names) - 1} "
+                        f"(one per class name), got {labels.min()}..{labels.max()}")
+    unique, counts = np.unique(ids, return_counts=True)
+    if len(unique) != len(ids):
+        raise UserError(f"instance ids must be unique; repeated: {', '.join(map(repr, unique[counts > 1][:3]))}")
+    bad = np.flatnonzero(~np.isfinite(delta))
+    if bad.size:
+        raise UserError(f"predicted_delta has {bad.size} NaN or infinite values (first for id {ids[bad[0]]!r}); "
+                        f"recompute influence, e.g. with more damping")
+    return ids, labels.astype(np.int64), delta
+
+
+def _scaled(fraction: float, count: int) -> Fraction:
+    """fraction * count as the fraction is written in decimal, so 0.29 * 100 is 29, not 28.999999999999996."""
+    return Fraction(repr(float(fraction))) * count
+
+
+def _limits(labels: np.ndarray, num_classes: int, max_drop_fraction: float,
+            min_class_keep_fraction: float, min_per_class: int) -> _Limits:
+    """The drop budget and per-class floors for these labels, after checking the settings."""
+    if not 0 <= max_drop_fraction < 1:
+        raise UserError(f"max_drop_fraction must be in [0, 1), got {max_drop_fraction}")
+    if not 0 <= min_class_keep_fraction <= 1:
+        raise UserError(f"min_class_keep_fraction must be in [0, 1], got {min_class_keep_fraction}")
+    if not isinstance(min_per_class, int | np.integer) or min_per_class < 0:
+        raise UserError(f"min_per_class must be a whole number >= 0, got {min_per_class}")
+    sizes = [int(n) for n in np.bincount(labels, minlength=num_classes)]
+    floors = [min(n, max(int(min_per_class), math.ceil(_scaled(min_class_keep_fraction, n)))) for n in sizes]
+    return _Limits(float(max_drop_fraction), math.floor(_scaled(max_drop_fraction, len(labels))), floors, sizes)
+
+
+def _propose(policy: Policy | None, order: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The indices ``policy`` would drop before caps and floors (harmful first), and a note if it fell short."""
+    harmful = order[delta[order] < 0]
+    if policy is None:
+        return harmful[:0], []
+    if policy.kind == "sign":
+        return harmful, []
+    wanted = math.floor(_scaled(policy.fraction, len(order)) + Fraction(1, 2))
+    if len(harmful) >= wanted:
+        return harmful[:wanted], []
+    return harmful, [f"{policy} asked for {wanted} instances but there are only {_harmful(len(harmful))}; "
+                     f"instances predicted to help are never dropped"]
+
+
+def _harmful(count: int) -> str:
+    """'1 harmful instance', '4 harmful instances'."""
+    return f"{count} harmful instance{'' if count == 1 else 's'}"
+
+
+def _reason(policy: Policy, rank: int, delta: float) -> str:
+    """Why ``policy`` drops the instance at 1-based ``rank`` in the harmful order."""
+    if policy.kind == "sign":
+        return f"predicted_delta_val_loss {delta:.4g} < 0 (sign)"
+    return f"among the {policy.fraction * 100:g}% most harmful (rank {rank}, predicted_delta_val_loss {delta:.4g})"
+
+
+def _choose(options: list[_Option], ids: np.ndarray,
+            measure: Callable[[np.ndarray], float]) -> tuple[_Option, float, list[Candidate], list[str]]:
+    """The option with the lowest measured val loss (ties to fewer drops, then the earlier one) and that loss.
+
+    Each distinct drop set is measured once, under the name of the first option that produced it;
+    the other names are noted as its aliases.
+    """
+    groups: dict[tuple[int, ...], list[_Option]] = {}
+    for opt in options:
+        groups.setdefault(tuple(opt.dropped), []).append(opt)
+    distinct = [group[0] for group in groups.values()]
+    candidates = []
+    for opt in distinct:
+        keep = np.ones(len(ids), dtype=bool)
+        keep[opt.dropped] = False
+        loss = float(measure(keep))
+        if math.isnan(loss):
+            raise UserError(f"the refit for selection candidate {opt.name} gave a NaN validation loss")
+        candidates.append(Candidate(opt.name, [str(ids[i]) for i in opt.dropped], loss))
+    best = min(range(len(candidates)), key=lambda k: (candidates[k].val_loss, len(candidates[k].drop_ids)))
+    winner = distinct[best]
+    notes = [f"{', '.join(o.name for o in group[1:])} gave the same drop set as {group[0].name}; "
+             f"measured once as {group[0].name}" for group in groups.values() if len(group) > 1]
+    if winner.policy is None:
+        notes.append(f"auto kept every instance: dropping none measured the lowest val_loss "
+                     f"{candidates[best].val_loss:.4g}")
+    return winner, candidates[best].val_loss, candidates, notes
