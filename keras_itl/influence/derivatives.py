@@ -1,0 +1,106 @@
+"""Derivatives of the per-example loss over a parameter scope, streamed over batches.
+
+All passes run the model in inference mode (BatchNormalization uses its moving statistics), so
+the loss is a fixed function of the scope's parameters. Nothing here holds more than one batch of
+per-example quantities: gradients and Hessian-vector products are summed as they stream, and the
+per-instance directional derivatives come out batch by batch.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_itl.datasets import Split, make_batches
+from keras_itl.influence.scope import Scope
+
+
+class LossDerivatives:
+    """Gradient, Hessian-vector products, dense Hessian and per-example JVPs of one model's loss."""
+
+    def __init__(self, model: keras.Model, scope: Scope, batch_size: int = 64):
+        self.model = model
+        self.scope = scope
+        self.batch_size = batch_size
+        self._primals = scope.tf_variables
+        self._gradient_fn = tf.function(self._batch_gradient, reduce_retracing=True)
+        self._hvp_fn = tf.function(self._batch_hvp, reduce_retracing=True)
+        self._jvp_fn = tf.function(self._batch_jvp, reduce_retracing=True)
+        self._hessian_fn = tf.function(self._batch_hessian, reduce_retracing=True)
+
+    def batches(self, split: Split) -> tf.data.Dataset:
+        """The split as (image, label) batches in split order, at the model's input size."""
+        _, size, _, channels = self.model.input_shape
+        return make_batches(split, self.batch_size, image_size=size, channels=channels, drop_ids=True)
+
+    def _losses(self, images, labels):
+        probs = self.model(images, training=False)
+        return keras.losses.sparse_categorical_crossentropy(labels, probs), probs
+
+    def _batch_gradient(self, images, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(self._primals)
+            losses, _ = self._losses(images, labels)
+            total = tf.reduce_sum(losses)
+        return total, self.scope.flatten(tape.gradient(total, self._primals))
+
+    def _batch_hvp(self, images, labels, vector):
+        with tf.autodiff.ForwardAccumulator(self._primals, self.scope.unflatten(vector)) as accumulator:
+            with tf.GradientTape() as tape:
+                tape.watch(self._primals)
+                losses, _ = self._losses(images, labels)
+                total = tf.reduce_sum(losses)
+            gradients = tape.gradient(total, self._primals)
+        return self.scope.flatten(accumulator.jvp(gradients, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+
+    def _batch_jvp(self, images, labels, vector):
+        with tf.autodiff.ForwardAccumulator(self._primals, self.scope.unflatten(vector)) as accumulator:
+            losses, probs = self._losses(images, labels)
+        derivatives = accumulator.jvp(losses, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return losses, derivatives, tf.argmax(probs, axis=-1)
+
+    def _batch_hessian(self, images, labels):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                outer.watch(self._primals)
+                inner.watch(self._primals)
+                losses, _ = self._losses(images, labels)
+                total = tf.reduce_sum(losses)
+            gradient = self.scope.flatten(inner.gradient(total, self._primals))
+        blocks = outer.jacobian(gradient, self._primals, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return tf.concat([tf.reshape(b, [tf.shape(gradient)[0], -1]) for b in blocks], axis=1)
+
+    def mean_gradient(self, batches: tf.data.Dataset, count: int) -> tuple[tf.Tensor, float]:
+        """(mean gradient of the loss, mean loss) over ``count`` examples."""
+        gradient = tf.zeros([self.scope.num_parameters])
+        loss = 0.0
+        for images, labels in batches:
+            total, batch_gradient = self._gradient_fn(images, labels)
+            gradient += batch_gradient
+            loss += float(total)
+        return gradient / count, loss / count
+
+    def hvp(self, batches: tf.data.Dataset, count: int, vector: tf.Tensor) -> tf.Tensor:
+        """Mean-loss Hessian times ``vector`` (forward-over-backward autodiff)."""
+        product = tf.zeros_like(vector)
+        for images, labels in batches:
+            product += self._hvp_fn(images, labels, vector)
+        return product / count
+
+    def hessian(self, batches: tf.data.Dataset, count: int) -> np.ndarray:
+        """The dense mean-loss Hessian, float64, for small scopes only."""
+        size = self.scope.num_parameters
+        hessian = np.zeros((size, size))
+        for images, labels in batches:
+            hessian += self._hessian_fn(images, labels).numpy()
+        hessian /= count
+        return (hessian + hessian.T) / 2
+
+    def directional_derivatives(self, batches: tf.data.Dataset, vector: tf.Tensor
+                                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per batch: (per-example loss, d/de loss_i(theta + e*vector) = g_i . vector, predicted class)."""
+        for images, labels in batches:
+            losses, derivatives, predicted = self._jvp_fn(images, labels, vector)
+            yield losses.numpy(), derivatives.numpy(), predicted.numpy()

@@ -1,0 +1,169 @@
+"""Inverse-Hessian-vector products s = (H + damping*I)^-1 v, solved once per influence run.
+
+- ``exact``: form H densely and solve; refused above ``EXACT_MAX_PARAMETERS``.
+- ``cg``: conjugate gradient on Hessian-vector products; stops on a relative-residual tolerance.
+- ``lissa``: Koh & Liang's stochastic recursion h <- v + h - (H_j + damping*I) h / scale, whose
+  fixed point is scale * (H + damping*I)^-1 v; H_j is the Hessian on a random minibatch.
+
+A Hessian plus damping that is not positive definite (CG meets curvature <= 0, exact finds an
+eigenvalue <= 0, LiSSA blows up) is an error, never a silently wrong answer. Every solver's result
+is checked with one more Hessian-vector product: the reported residual is
+||(H + damping*I) s - v|| / ||v||.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from keras_itl.errors import UserError
+
+SOLVERS = ("cg", "exact", "lissa")
+EXACT_MAX_PARAMETERS = 5000  # a dense 5000x5000 Hessian is 200 MB in float64; larger scopes use cg
+
+HessianProduct = Callable[[tf.Tensor], tf.Tensor]
+
+
+class SolverError(UserError):
+    """The linear system could not be solved reliably; the message says why and what to change."""
+
+
+@dataclass
+class SolverReport:
+    """Diagnostics of one inverse-Hessian-vector solve."""
+
+    solver: str
+    damping: float
+    iterations: int
+    residual: float
+    converged: bool
+    seconds: float
+    min_eigenvalue: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Knobs of the three solvers (each uses only its own)."""
+
+    solver: str = "cg"
+    damping: float = 0.01
+    cg_tolerance: float = 1e-4
+    cg_max_iterations: int = 200
+    lissa_scale: float = 10.0
+    lissa_depth: int = 1000
+    lissa_repeats: int = 1
+    lissa_batch_size: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:
+            raise UserError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
+        if self.damping < 0:
+            raise UserError(f"damping must be >= 0, got {self.damping}")
+        if self.cg_tolerance <= 0 or self.cg_max_iterations <= 0:
+            raise UserError("cg tolerance and max iterations must be positive")
+        if self.lissa_scale <= 0 or self.lissa_depth <= 0 or self.lissa_repeats <= 0:
+            raise UserError("lissa scale, depth and repeats must be positive")
+
+
+def _relative_residual(damped_product: HessianProduct, solution: tf.Tensor, target: tf.Tensor) -> float:
+    return float(tf.norm(damped_product(solution) - target) / tf.maximum(tf.norm(target), 1e-30))
+
+
+def solve_exact(hessian: np.ndarray, target: tf.Tensor, damping: float) -> tuple[tf.Tensor, float]:
+    """(solution, smallest eigenvalue of H + damping*I) from a dense Hessian."""
+    damped = hessian + damping * np.eye(len(hessian))
+    smallest = float(np.linalg.eigvalsh(damped)[0])
+    if smallest <= 0:
+        raise SolverError(f"H + damping*I is not positive definite (smallest eigenvalue {smallest:.3g}); "
+                          f"raise --damping above {damping - smallest:.3g}")
+    solution = np.linalg.solve(damped, target.numpy().astype(np.float64))
+    return tf.constant(solution, tf.float32), smallest
+
+
+def solve_cg(damped_product: HessianProduct, target: tf.Tensor, tolerance: float, max_iterations: int,
+             progress: Callable[[int, float], None] | None = None) -> tuple[tf.Tensor, int, float]:
+    """(solution, iterations, relative residual) of conjugate gradient from zero."""
+    solution = tf.zeros_like(target)
+    residual = target
+    direction = residual
+    target_norm = max(float(tf.norm(target)), 1e-30)
+    residual_sq = float(tf.reduce_sum(residual * residual))
+    for iteration in range(1, max_iterations + 1):
+        product = damped_product(direction)
+        curvature = float(tf.reduce_sum(direction * product))
+        if curvature <= 0:
+            raise SolverError(f"cg met curvature {curvature:.3g} <= 0 at iteration {iteration}: H + damping*I is "
+                              "not positive definite here; raise --damping")
+        step = residual_sq / curvature
+        solution += step * direction
+        residual -= step * product
+        new_residual_sq = float(tf.reduce_sum(residual * residual))
+        relative = math.sqrt(new_residual_sq) / target_norm
+        if progress is not None:
+            progress(iteration, relative)
+        if relative < tolerance:
+            return solution, iteration, relative
+        direction = residual + (new_residual_sq / residual_sq) * direction
+        residual_sq = new_residual_sq
+    raise SolverError(f"cg did not converge in {max_iterations} iterations (relative residual {relative:.3g} > "
+                      f"tolerance {tolerance:g}); raise --cg-max-iterations or --damping")
+
+
+def solve_lissa(sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.Tensor], target: tf.Tensor,
+                options: SolverOptions, progress: Callable[[int, float], None] | None = None) -> tf.Tensor:
+    """Average over repeats of the LiSSA recursion, each ``depth`` steps on sampled minibatch Hessians."""
+    rng = np.random.default_rng(options.seed)
+    target_norm = max(float(tf.norm(target)), 1e-30)
+    estimates = []
+    for repeat in range(options.lissa_repeats):
+        estimate = target
+        for depth in range(1, options.lissa_depth + 1):
+            damped = sampled_product(estimate, rng) + options.damping * estimate
+            estimate = target + estimate - damped / options.lissa_scale
+            size = float(tf.norm(estimate)) / target_norm
+            if not math.isfinite(size) or size > 1e12:
+                raise SolverError(f"lissa diverged at step {depth} (|h|/|v| = {size:.3g}); raise --lissa-scale "
+                                  "above the largest Hessian eigenvalue, or raise --damping")
+            if progress is not None:
+                progress(repeat * options.lissa_depth + depth, size)
+        estimates.append(estimate / options.lissa_scale)
+    return tf.add_n(estimates) / len(estimates)
+
+
+def solve(options: SolverOptions, target: tf.Tensor, hessian_product: HessianProduct,
+          sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.Tensor],
+          dense_hessian: Callable[[], np.ndarray], num_parameters: int,
+          progress: Callable[[int, float], None] | None = None) -> tuple[tf.Tensor, SolverReport]:
+    """s = (H + damping*I)^-1 target with the chosen solver, plus its diagnostics."""
+    started = time.perf_counter()
+
+    def damped_product(vector: tf.Tensor) -> tf.Tensor:
+        return hessian_product(vector) + options.damping * vector
+
+    smallest = None
+    iterations = 1
+    if options.solver == "exact":
+        if num_parameters > EXACT_MAX_PARAMETERS:
+            raise SolverError(f"the exact solver forms a dense Hessian and is limited to {EXACT_MAX_PARAMETERS} "
+                              f"parameters; this scope has {num_parameters}: use --solver cg")
+        solution, smallest = solve_exact(dense_hessian(), target, options.damping)
+    elif options.solver == "cg":
+        solution, iterations, _ = solve_cg(damped_product, target, options.cg_tolerance,
+                                           options.cg_max_iterations, progress)
+    else:
+        solution = solve_lissa(sampled_product, target, options, progress)
+        iterations = options.lissa_depth * options.lissa_repeats
+    residual = _relative_residual(damped_product, solution, target)
+    converged = residual < max(options.cg_tolerance * 10, 1e-3)
+    report = SolverReport(solver=options.solver, damping=options.damping, iterations=iterations,
+                          residual=residual, converged=converged, seconds=time.perf_counter() - started,
+                          min_eigenvalue=smallest)
+    return solution, report
