@@ -52,3 +52,53 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_influence_histogram(deltas: np.ndarray, dropped: np.ndarray, path: str | os.PathLike) -> None:
+    """Histogram of predicted validation-loss changes, dropped instances in their own colour, cut marked."""
+    figure, axis = plt.subplots(figsize=(8, 4))
+    bins = np.histogram_bin_edges(deltas, bins=min(60, max(10, len(deltas) // 5)))
+    axis.hist(deltas[~dropped], bins=bins, color="tab:blue", label=f"kept ({int((~dropped).sum())})")
+    axis.hist(deltas[dropped], bins=bins, color="tab:red", label=f"dropped ({int(dropped.sum())})")
+    if dropped.any():
+        cut = float(deltas[dropped].max())
+        axis.axvline(cut, color="black", linestyle="--", label=f"cut {cut:.2e}")
+    axis.axvline(0.0, color="grey", linewidth=0.8)
+    axis.set(xlabel="predicted change in validation loss if removed (negative = removal helps)",
+             ylabel="training instances", title="influence of target training instances")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_image_grid(images: np.ndarray, titles: list[str], path: str | os.PathLike, columns: int = 8) -> None:
+    """Images (uint8, HxWx1 or HxWx3) in a grid, each with a short title."""
+    count = max(len(images), 1)
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.9), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, title in zip(axes.flat, images, titles):
+        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        axis.set_title(title, fontsize=7)
+    if not len(images):
+        axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_loo_scatter(predicted: list[float], actual: list[float], pearson: float, spearman: float,
+                     path: str | os.PathLike) -> None:
+    """Predicted against retrained validation-loss changes, with the y = x line."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.scatter(actual, predicted, s=18)
+    low, high = min(min(predicted), min(actual)), max(max(predicted), max(actual))
+    axis.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=0.8)
+    axis.set(xlabel="actual change in validation loss (retrained)", ylabel="predicted change (influence)",
+             title=f"leave-one-out check: Pearson {pearson:.3f}, Spearman {spearman:.3f}")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -5,6 +5,10 @@
   alone with the backbone frozen, then the backbone (all of it, or its top layers) at a lower
   learning rate with BatchNormalization kept in inference mode, so small target batches do not
   overwrite the source statistics.
+- ``instance`` (Wang et al., 2019): a model-based warm-up on all target training data, influence
+  of every training instance on the validation loss with that model, a selection of instances to
+  drop, then the model-based fine-tuning again - from the source weights by default - on the kept
+  instances with the same budget.
 """
 from __future__ import annotations
 
@@ -15,18 +19,45 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture, model_channels
-from keras_itl.datasets import TargetDataset, load_dataset, parse_imbalance
+from keras_itl.datasets import Split, TargetDataset, load_dataset, parse_imbalance
 from keras_itl.errors import UserError
 from keras_itl.evaluation import Metrics, evaluate_model
+from keras_itl.influence import InfluenceConfig, SolverOptions, compute_influence
+from keras_itl.influence_report import describe_selection, write_influence_report
 from keras_itl.plots import plot_training_curves
 from keras_itl.reports import write_evaluation
+from keras_itl.selection import parse_policy, select_drops
 from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
 from keras_itl.training import TrainConfig, TrainResult, make_strategy, train_model
 
-METHODS = ("scratch", "model")
+METHODS = ("scratch", "model", "instance")
+INSTANCE_STARTS = ("source", "warmup")
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    """How ``instance`` scores, selects and refits (see keras_itl.influence and keras_itl.selection)."""
+
+    policy: str = "auto"
+    scope: str = "head"
+    solver: str = "cg"
+    damping: float = 0.01
+    max_drop_fraction: float = 0.5
+    min_class_keep_fraction: float = 0.5
+    start: str = "source"
+    refit_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        parse_policy(self.policy)
+        SolverOptions(solver=self.solver, damping=self.damping)
+        if self.start not in INSTANCE_STARTS:
+            raise UserError(f"unknown instance start {self.start!r}; choose one of: {', '.join(INSTANCE_STARTS)}")
+        if self.refit_epochs is not None and self.refit_epochs <= 0:
+            raise UserError(f"refit epochs must be positive, got {self.refit_epochs}")
 
 
 @dataclass(frozen=True)
@@ -55,13 +86,14 @@ class TransferConfig:
     imbalance: str | None = None
     label_noise: float = 0.0
     data_dir: str | None = None
+    instance: InstanceOptions = InstanceOptions()
 
     def __post_init__(self) -> None:
         get_architecture(self.arch)
         if self.method not in METHODS:
             raise UserError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        if self.method == "model" and not self.source:
-            raise UserError("--method model fine-tunes a pretrained network: pass --source "
+        if self.method != "scratch" and not self.source:
+            raise UserError(f"--method {self.method} fine-tunes a pretrained network: pass --source "
                             "(imagenet, a dataset spec or a .keras model)")
         if self.weights is not None and self.source != IMAGENET:
             raise UserError("--weights is a local ImageNet weights file; it goes with --source imagenet")
@@ -90,18 +122,26 @@ class TransferResult:
     output_dir: Path
     seconds: float
     files: dict[str, str] = field(default_factory=dict)
+    influence: dict | None = None
+
+    @property
+    def dropped(self) -> int:
+        """How many target training instances the instance method dropped (0 for other methods)."""
+        return len(self.influence["selection"]["drop_ids"]) if self.influence else 0
 
     def summary(self) -> str:
         """One line for the end of a run."""
         source = self.config.source if self.config.method != "scratch" else "random init"
+        dropped = f", dropped {self.dropped} of {self.dataset['sizes']['train']} training instances" \
+            if self.influence else ""
         return (f"{self.config.method}: {self.config.arch} from {source} on {self.config.target} - test error rate "
                 f"{self.test.error_rate:.2%} (accuracy {self.test.accuracy:.2%}, loss {self.test.loss:.4f}, "
-                f"{self.test.num_examples} test images) in {self.seconds:.0f}s - wrote {self.output_dir}")
+                f"{self.test.num_examples} test images){dropped} in {self.seconds:.0f}s - wrote {self.output_dir}")
 
     def to_dict(self) -> dict:
         return {"config": asdict(self.config), "test": self.test.to_dict(),
                 "phases": [p.to_dict() for p in self.phases], "dataset": self.dataset,
-                "seconds": self.seconds, "files": self.files}
+                "seconds": self.seconds, "files": self.files, "influence": self.influence}
 
 
 def load_target(config: TransferConfig) -> TargetDataset:
@@ -144,26 +184,74 @@ def _freeze_for_fine_tuning(backbone: keras.Model, top_layers: int | None) -> No
             layer.trainable = False  # Keras 3: a non-trainable BN layer runs in inference mode
 
 
-def fit_target(model: keras.Model, data: TargetDataset, config: TransferConfig, *,
-               strategy: tf.distribute.Strategy, run_dir: Path, resume: bool = False,
-               verbose: bool = True) -> list[TrainResult]:
-    """Train on the target's train split, validating on its val split, as the method prescribes."""
-    train, val = data.split("train"), data.split("val")
+def fit_target(model: keras.Model, train: Split, val: Split, config: TransferConfig, *,
+               strategy: tf.distribute.Strategy, run_dir: Path, resume: bool = False, verbose: bool = True,
+               prefix: str = "") -> list[TrainResult]:
+    """Train from scratch (``scratch``) or fine-tune in two phases (the other methods), validating on ``val``."""
     if config.method == "scratch":
         return [train_model(model, train, val, config.train_config(), strategy=strategy, run_dir=run_dir,
-                            name="scratch", resume=resume, verbose=verbose)]
+                            name=f"{prefix}scratch", resume=resume, verbose=verbose)]
     backbone = model.get_layer(BACKBONE_NAME)
     phases = []
     if config.head_epochs:
         backbone.trainable = False
         phases.append(train_model(model, train, val, config.train_config(epochs=config.head_epochs),
-                                  strategy=strategy, run_dir=run_dir, name="head", resume=resume,
+                                  strategy=strategy, run_dir=run_dir, name=f"{prefix}head", resume=resume,
                                   verbose=verbose))
     _freeze_for_fine_tuning(backbone, config.fine_tune_layers)
     fine_tune = config.train_config(learning_rate=config.learning_rate * config.fine_tune_lr_factor)
     phases.append(train_model(model, train, val, fine_tune, strategy=strategy, run_dir=run_dir,
-                              name="finetune", resume=resume, verbose=verbose))
+                              name=f"{prefix}finetune", resume=resume, verbose=verbose))
     return phases
+
+
+def _instance_transfer(model: keras.Model, data: TargetDataset, config: TransferConfig, *,
+                       strategy: tf.distribute.Strategy, run_dir: Path, resume: bool, verbose: bool
+                       ) -> tuple[list[TrainResult], dict, dict[str, str]]:
+    """Warm up, score, select, refit on the kept instances; leaves the final weights in ``model``."""
+    options = config.instance
+    train, val = data.split("train"), data.split("val")
+    source_weights = model.get_weights()
+    with strategy.scope():
+        blank = keras.models.clone_model(model)
+    phases = fit_target(model, train, val, config, strategy=strategy, run_dir=run_dir, resume=resume,
+                        verbose=verbose, prefix="warmup-")
+    influence = compute_influence(
+        model, train, val, InfluenceConfig(scope=options.scope, batch_size=max(config.batch_size, 64),
+                                           solver=SolverOptions(solver=options.solver, damping=options.damping,
+                                                                seed=config.seed)), verbose=verbose)
+    start_weights = source_weights if options.start == "source" else model.get_weights()
+    refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
+    refit_config = replace(config, epochs=options.refit_epochs or config.epochs)
+
+    def refit(keep: np.ndarray, budget: TransferConfig, name: str) -> float:
+        blank.set_weights(start_weights)
+        history = fit_target(blank, train.subset(np.flatnonzero(keep)), val, budget, strategy=strategy,
+                             run_dir=run_dir / "refits" / name, resume=resume, verbose=verbose)
+        refits[keep.tobytes()] = (blank.get_weights(), history)
+        return evaluate_model(blank, val).loss
+
+    def measure(keep: np.ndarray) -> float:
+        loss = refit(keep, refit_config, f"candidate-{len(refits) + 1}")
+        if verbose:
+            print(f"selection: refit without {int((~keep).sum())} instances - val_loss {loss:.4f}", flush=True)
+        return loss
+
+    selection = select_drops(influence.table.ids, influence.table.labels, influence.table.predicted_delta_val_loss,
+                             policy=options.policy, class_names=data.info.class_names,
+                             max_drop_fraction=options.max_drop_fraction,
+                             min_class_keep_fraction=options.min_class_keep_fraction, measure=measure)
+    if verbose:
+        print(describe_selection(selection, len(train)), flush=True)
+    keep = selection.keep_mask(influence.table.ids)
+    if options.refit_epochs is not None or keep.tobytes() not in refits:
+        refit(keep, config, "final")
+    weights, history = refits[keep.tobytes()]
+    model.set_weights(weights)
+    files = write_influence_report(influence, selection, train, data.info.class_names, run_dir,
+                                   flipped_ids=data.info.flipped_ids)
+    report = {**influence.summary(), "selection": selection.to_dict(), "refit_epochs": refit_config.epochs}
+    return phases + history, report, files
 
 
 def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resume: bool = False,
@@ -180,15 +268,22 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     strategy = strategy or make_strategy()
     channels = model_channels(config.arch, data.info.image_shape[2])
     model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)
-    phases = fit_target(model, data, config, strategy=strategy, run_dir=output_dir, resume=resume, verbose=verbose)
+    influence, files = None, {}
+    if config.method == "instance":
+        phases, influence, files = _instance_transfer(model, data, config, strategy=strategy, run_dir=output_dir,
+                                                      resume=resume, verbose=verbose)
+    else:
+        phases = fit_target(model, data.split("train"), data.split("val"), config, strategy=strategy,
+                            run_dir=output_dir, resume=resume, verbose=verbose)
     test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
-    files = {name: str(path) for name, path in
-             write_evaluation(test, data.info.class_names, output_dir, "test").items()}
+    files.update({name: str(path) for name, path in
+                  write_evaluation(test, data.info.class_names, output_dir, "test").items()})
     model.save(output_dir / "model.keras")
     files["model"] = str(output_dir / "model.keras")
     plot_training_curves({p.name: p.history for p in phases}, output_dir / "training_curves.png")
     files["training_curves"] = str(output_dir / "training_curves.png")
     result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
-                            output_dir=output_dir, seconds=time.perf_counter() - started, files=files)
+                            output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
+                            influence=influence)
     (output_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result

@@ -162,7 +162,7 @@ def test_csv_has_one_row_per_training_id(logistic, tmp_path):
     result = _influence(model, train, val, "cg")
     result.table.write_csv(tmp_path / "influence.csv", ["a", "b", "c"])
     rows = (tmp_path / "influence.csv").read_text().splitlines()
-    assert rows[0] == "id,label,predicted_label,loss,score,predicted_delta_val_loss"
+    assert rows[0] == "id,label,predicted_label,loss,score,predicted_delta_val_loss,dropped"
     assert [r.split(",")[0] for r in rows[1:]] == list(train.ids)
     order = result.table.harmful_order()
     assert np.all(np.diff(result.table.predicted_delta_val_loss[order]) >= 0)

@@ -25,10 +25,13 @@ class LossDerivatives:
         self.scope = scope
         self.batch_size = batch_size
         self._primals = scope.tf_variables
-        self._gradient_fn = tf.function(self._batch_gradient, reduce_retracing=True)
-        self._hvp_fn = tf.function(self._batch_hvp, reduce_retracing=True)
-        self._jvp_fn = tf.function(self._batch_jvp, reduce_retracing=True)
-        self._hessian_fn = tf.function(self._batch_hessian, reduce_retracing=True)
+        # Fixed signatures: one trace per pass whatever the batch size (last batches, single examples).
+        batch = (tf.TensorSpec([None, *model.input_shape[1:]], tf.float32), tf.TensorSpec([None], tf.int64))
+        vector = tf.TensorSpec([scope.num_parameters], tf.float32)
+        self._gradient_fn = tf.function(self._batch_gradient, input_signature=batch)
+        self._hvp_fn = tf.function(self._batch_hvp, input_signature=(*batch, vector))
+        self._jvp_fn = tf.function(self._batch_jvp, input_signature=(*batch, vector))
+        self._hessian_fn = tf.function(self._batch_hessian, input_signature=batch)
 
     def batches(self, split: Split) -> tf.data.Dataset:
         """The split as (image, label) batches in split order, at the model's input size."""

@@ -27,7 +27,7 @@ from keras_itl.influence.derivatives import LossDerivatives
 from keras_itl.influence.scope import select_scope
 from keras_itl.influence.solvers import SolverOptions, SolverReport, solve
 
-CSV_COLUMNS = ("id", "label", "predicted_label", "loss", "score", "predicted_delta_val_loss")
+CSV_COLUMNS = ("id", "label", "predicted_label", "loss", "score", "predicted_delta_val_loss", "dropped")
 
 
 @dataclass
@@ -48,18 +48,20 @@ class InfluenceTable:
         """Indices from the most harmful (most negative predicted delta) to the most helpful."""
         return np.lexsort((self.ids.astype(str), self.predicted_delta_val_loss))
 
-    def write_csv(self, path: str | os.PathLike, class_names: list[str] | None = None) -> None:
-        """Write ``influence.csv``: one row per id; labels as class names when given."""
+    def write_csv(self, path: str | os.PathLike, class_names: list[str] | None = None,
+                  dropped: np.ndarray | None = None) -> None:
+        """Write ``influence.csv``: one row per id; labels as class names when given; 1 in ``dropped`` where dropped."""
         def name(index: int) -> str:
             return class_names[index] if class_names else str(index)
 
+        flags = np.zeros(len(self), bool) if dropped is None else dropped
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(CSV_COLUMNS)
             for row in zip(self.ids, self.labels, self.predicted_labels, self.losses, self.scores,
-                           self.predicted_delta_val_loss):
+                           self.predicted_delta_val_loss, flags):
                 writer.writerow([row[0], name(int(row[1])), name(int(row[2])), f"{row[3]:.6g}", f"{row[4]:.6g}",
-                                 f"{row[5]:.6g}"])
+                                 f"{row[5]:.6g}", int(row[6])])
 
 
 @dataclass

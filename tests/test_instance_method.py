@@ -1,0 +1,87 @@
+"""Instance-based transfer end to end, and the influence command, on the real offline digits data."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from keras_itl.cli.main import main
+
+TINY = ["--arch", "small-cnn", "--image-size", "16", "--max-train-examples", "120", "--batch-size", "32",
+        "--epochs", "2", "--head-epochs", "1", "--source-epochs", "1", "--quiet"]
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _csv_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_path):
+    out = tmp_path / "run"
+    result = _invoke("train", "--source", "mnist-5k", "--target", "digits", "--method", "instance",
+                     "--label-noise", "0.2", "--output", out, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "dropped" in result.output and "test error rate" in result.output
+    for name in ("influence.csv", "influence.json", "influence_histogram.png", "harmful_grid.png", "model.keras",
+                 "metrics-test.json", "run.json"):
+        assert (out / name).exists(), name
+    rows = _csv_rows(out / "influence.csv")
+    summary = json.loads((out / "influence.json").read_text())
+    selection = summary["selection"]
+    assert len(rows) == 120 == summary["num_train"]
+    dropped_rows = [r for r in rows if r["dropped"] == "1"]
+    assert sorted(r["id"] for r in dropped_rows) == sorted(selection["drop_ids"])
+    assert Counter(r["label"] for r in dropped_rows) == Counter(
+        {name: n for name, n in selection["dropped_per_class"].items() if n})
+    assert summary["num_harmful"] == sum(float(r["predicted_delta_val_loss"]) < 0 for r in rows)
+    candidates = selection["candidates"]
+    assert candidates[0]["name"] == "none"
+    best = min(candidates, key=lambda c: c["val_loss"])
+    assert selection["chosen"] == best["name"]
+    noise = summary["label_noise_detection"]
+    assert noise["flipped"] == 24 and noise["dropped"] == len(dropped_rows)
+    run = json.loads((out / "run.json").read_text())
+    assert run["influence"]["selection"]["drop_ids"] == selection["drop_ids"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scratch-run")
+    result = _invoke("train", "--target", "digits", "--output", out, "--lr", "0.003", *TINY[:-7], "--epochs", "4",
+                     "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_influence_command_reports_and_checks_against_leave_one_out(trained_run, tmp_path):
+    result = _invoke("influence", "--model", trained_run, "--policy", "fraction:0.1", "--check-loo", 4,
+                     "--output", tmp_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "leave-one-out check over 4 instances: Pearson" in result.output
+    rows = _csv_rows(tmp_path / "influence.csv")
+    assert len(rows) == 120
+    harmful = sum(float(r["predicted_delta_val_loss"]) < 0 for r in rows)
+    assert harmful > 0
+    assert sum(r["dropped"] == "1" for r in rows) == min(12, harmful)  # fraction:0.1 never drops a helpful one
+    loo = json.loads((tmp_path / "loo.json").read_text())
+    assert len(loo["actual"]) == 4 and (tmp_path / "loo_scatter.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--policy", "auto"], "train --method instance"),
+    (["--solver", "newton"], "newton"),
+    (["--scope", "middle"], "unknown scope"),
+    (["--val-fraction", "0.0"], "val_fraction"),
+])
+def test_influence_command_bad_input_is_one_line(trained_run, tmp_path, args, message):
+    result = _invoke("influence", "--model", trained_run, "--output", tmp_path, "--quiet", *args)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
