@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_itl.errors import UserError
-from keras_itl.selection import POLICY_HELP, Candidate, Policy, parse_policy, select_drops
+from keras_itl.selection import POLICY_HELP, Policy, parse_policy, select_drops
 
 LOOSE = dict(max_drop_fraction=0.99, min_class_keep_fraction=0.0, min_per_class=0)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_itl.backbones import build_model
 from keras_itl.datasets import Split

@@ -1,0 +1,99 @@
+"""Options and error handling shared by the keras-itl commands."""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+SCOPE_HELP = "Influence parameter scope: head (final Dense layer), top:K (last K weighted layers) or all."
+
+
+def user_errors(command):
+    """Report library UserErrors as ``Error: <message>`` with exit code 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from keras_itl.errors import UserError
+
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def positive(ctx, param, value):
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be positive")
+    return value
+
+
+def influence_options(command):
+    """Options of the influence computation, shared by train --method instance and influence."""
+    options = [
+        click.option("--scope", default="head", show_default=True, help=SCOPE_HELP),
+        click.option("--solver", type=click.Choice(["cg", "exact", "lissa"]), default="cg", show_default=True,
+                     help="Inverse-Hessian-vector solver: conjugate gradient, dense exact (small scopes) or LiSSA."),
+        click.option("--damping", type=float, default=0.01, show_default=True,
+                     help="Damping added to the Hessian (H + damping*I) so the solve is well posed for deep nets."),
+        click.option("--max-drop-fraction", type=float, default=0.5, show_default=True,
+                     help="Never drop more than this fraction of the training instances."),
+        click.option("--min-class-keep-fraction", type=float, default=0.5, show_default=True,
+                     help="Per-class floor: every class keeps at least this fraction of its instances (and one)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def dataset_options(command):
+    """Options that decide how a target dataset is split (train and evaluate must agree on them)."""
+    options = [
+        click.option("--seed", type=int, default=None, help="Seed for splits, label noise, initialisation and "
+                     "data order. [default: 0, or the training run's]"),
+        click.option("--val-fraction", type=float, default=None, help="Stratified fraction of the training data "
+                     "held out for validation. [default: 0.1, or the training run's]"),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="TFDS data directory holding local copies of TFDS datasets (else $TFDS_DATA_DIR)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def model_options(command):
+    """--model and --target, with the dataset options, for commands that read a trained model."""
+    options = [
+        click.option("--model", "model_path", required=True, type=click.Path(exists=True),
+                     help="A .keras model, or a keras-itl train output directory."),
+        click.option("--target", default=None, help="Target dataset spec. [default: the training run's target]"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return dataset_options(command)
+
+
+def run_dataset_options(model_path: str, target: str | None, seed: int | None, val_fraction: float | None,
+                         data_dir: str | None) -> tuple[Path, str, dict]:
+    """(model directory, target, load_dataset options), defaulting to the training run's own choices."""
+    from keras_itl.errors import UserError
+
+    model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+    run = json.loads((model_dir / "run.json").read_text())["config"] if (model_dir / "run.json").exists() else {}
+    target = target or run.get("target")
+    if not target:
+        raise UserError("--target is required when the model has no run.json beside it")
+    options = {"seed": run.get("seed", 0) if seed is None else seed,
+               "val_fraction": run.get("val_fraction", 0.1) if val_fraction is None else val_fraction,
+               "data_dir": data_dir or run.get("data_dir")}
+    for key in ("max_train_examples", "label_noise"):
+        if run.get(key):
+            options[key] = run[key]
+    if run.get("imbalance"):
+        from keras_itl.datasets import parse_imbalance
+
+        options["imbalance"] = parse_imbalance(run["imbalance"])
+    return model_dir, target, options
