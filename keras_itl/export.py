@@ -1,0 +1,169 @@
+"""Export a trained classifier as a TF Serving SavedModel version: ``<model_base_path>/<version>/``.
+
+A version is written into a hidden, non-integer-named directory inside the base path and renamed
+into place, so a server polling the base path never sees a half-written version. Each version has:
+
+- ``serving_default``: ``images`` float32 ``[batch, H, W, C]`` raw pixels in [0, 255];
+- ``serving_bytes``: ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/GIF/BMP images, decoded,
+  converted to the model's channel count and resized to H x W inside the graph (REST clients send
+  ``{"b64": ...}``); an undecodable image fails the whole request with InvalidArgument;
+
+both returning ``probabilities`` float32 ``[batch, classes]`` and ``classes`` int64 ``[batch]``.
+``assets/class_names.txt`` lists the class names (line i names class i),
+``assets.extra/keras_itl.json`` describes the model, and ``assets.extra/tf_serving_warmup_requests``
+holds one PredictRequest that TF Serving replays before serving the version.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+import keras_itl
+from keras_itl.errors import UserError
+
+DEFAULT_SIGNATURE = "serving_default"
+BYTES_SIGNATURE = "serving_bytes"
+CLASS_NAMES_FILE = "class_names.txt"
+METADATA_FILE = "keras_itl.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+_TEMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where a version was written and its number."""
+
+    path: Path
+    version: int
+
+
+def validate_model_name(name: str) -> str:
+    """Return ``name`` if it is usable as one directory name, else raise a UserError.
+
+    Names reach the file system and URLs, so separators and ``..`` are refused outright.
+    """
+    if not name or name in (".", "..") or ".." in name or "/" in name or "\\" in name or os.sep in name:
+        raise UserError(f"invalid model name {name!r}: use a plain name without path separators or '..'")
+    return name
+
+
+def versions(model_base_path: str | os.PathLike) -> list[int]:
+    """The version numbers under a base path, ascending; children not named by an integer are ignored."""
+    base = Path(model_base_path)
+    if not base.is_dir():
+        return []
+    return sorted(int(child.name) for child in base.iterdir() if child.is_dir() and child.name.isdigit())
+
+
+def latest_version(model_base_path: str | os.PathLike) -> int | None:
+    """The largest version under the base path, or None when it has none."""
+    found = versions(model_base_path)
+    return found[-1] if found else None
+
+
+class _ServingModule(tf.Module):
+    """The exported object: the Keras model, its class-names asset and the two signature functions."""
+
+    def __init__(self, model: keras.Model, class_names_file: Path):
+        super().__init__()
+        self.model = model
+        self.class_names = tf.saved_model.Asset(str(class_names_file))
+        _, height, width, channels = model.input_shape
+        self.image_shape = (height, width, channels)
+        self.serve_images = tf.function(
+            self._predict, input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32, name="images")])
+        self.serve_bytes = tf.function(
+            self._predict_encoded, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+
+    def _predict(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=1, output_type=tf.int64)}
+
+    def _predict_encoded(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        height, width, channels = self.image_shape
+        images = tf.map_fn(self._decode, image_bytes,
+                           fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+        return self._predict(images)
+
+    def _decode(self, encoded: tf.Tensor) -> tf.Tensor:
+        """One encoded image as float32 pixels of the model's size and channel count (alpha dropped)."""
+        height, width, channels = self.image_shape
+        image = tf.io.decode_image(encoded, expand_animations=False, dtype=tf.uint8)
+        colour = tf.shape(image)[-1] >= 3
+        image = image[..., : tf.where(colour, 3, 1)]
+        rgb = tf.cond(colour, lambda: image, lambda: tf.image.grayscale_to_rgb(image))
+        rgb = tf.cast(tf.ensure_shape(rgb, [None, None, 3]), tf.float32)
+        converted = rgb if channels == 3 else tf.image.rgb_to_grayscale(rgb)
+        return tf.image.resize(converted, (height, width), method="bilinear")
+
+
+def _warmup_log(model_name: str, image_shape: tuple[int, int, int]) -> prediction_log_pb2.PredictionLog:
+    """One PredictRequest for serving_default: a batch of two mid-grey images."""
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=DEFAULT_SIGNATURE))
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.full((2, *image_shape), 128.0, np.float32)))
+    return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
+def _write_extras(directory: Path, model_name: str, image_shape: tuple[int, int, int], class_names: list[str],
+                  metadata: dict, version: int) -> None:
+    extra = directory / "assets.extra"
+    extra.mkdir()
+    described = {**metadata, "class_names": class_names, "input_shape": list(image_shape), "version": version,
+                 "signatures": [DEFAULT_SIGNATURE, BYTES_SIGNATURE],
+                 "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "keras_itl_version": keras_itl.__version__}
+    (extra / METADATA_FILE).write_text(json.dumps(described, indent=2, default=str))
+    with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
+        writer.write(_warmup_log(model_name, image_shape).SerializeToString())
+
+
+def export_model(model: keras.Model, model_base_path: str | os.PathLike, *, class_names: list[str],
+                 metadata: dict, version: int | None = None) -> ExportResult:
+    """Write ``model`` as version ``version`` (default: one above the latest) under ``model_base_path``.
+
+    ``class_names[i]`` names output i; ``metadata`` (JSON-serialisable; architecture, source, target,
+    method, metrics, ...) goes into ``assets.extra/keras_itl.json`` with the class names, input shape,
+    export time and keras-itl version. Refuses to overwrite an existing version.
+    """
+    base = Path(model_base_path)
+    model_name = validate_model_name(base.resolve().name)
+    num_classes = model.output_shape[-1]
+    if len(class_names) != num_classes:
+        raise UserError(f"the model predicts {num_classes} classes but {len(class_names)} class names were given")
+    if version is None:
+        version = (latest_version(base) or 0) + 1
+    elif version <= 0:
+        raise UserError(f"a version must be a positive integer, got {version}")
+    final = base / str(version)
+    if final.exists():
+        raise UserError(f"version {version} already exists at {final}; versions are never overwritten")
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        names_file = staging / CLASS_NAMES_FILE
+        names_file.write_text("".join(f"{name}\n" for name in class_names))
+        module = _ServingModule(model, names_file)
+        exported = staging / "savedmodel"
+        tf.saved_model.save(module, str(exported), signatures={
+            DEFAULT_SIGNATURE: module.serve_images.get_concrete_function(),
+            BYTES_SIGNATURE: module.serve_bytes.get_concrete_function()})
+        _write_extras(exported, model_name, module.image_shape, list(class_names), metadata, version)
+        try:
+            os.rename(exported, final)
+        except OSError as error:  # another exporter took this version meanwhile
+            raise UserError(f"cannot publish version {version} at {final}: {error.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(path=final, version=version)
