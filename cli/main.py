@@ -43,7 +43,8 @@ def main() -> None:
               "instances whose removal is predicted to lower validation loss, then fine-tune. "
               "[default: model with --source, else scratch]")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Local ImageNet no-top weights file (.h5) for --source imagenet when offline.")
+              help="Local ImageNet no-top weights file (.h5) for --source imagenet when offline; 'random' runs the "
+              "pipeline without ImageNet weights (smoke tests).")
 @click.option("--epochs", type=int, default=10, show_default=True, callback=positive,
               help="Epochs of target training (of the fine-tuning phase for --method model).")
 @click.option("--head-epochs", type=int, default=2, show_default=True,
@@ -116,9 +117,16 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
               help="Which split to evaluate on.")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
-              help="Where to write metrics-<split>.json and confusion-<split>.png. [default: beside the model]")
+              help="Where to write metrics-<split>.json, confusion-<split>.png and blessing.json. "
+              "[default: beside the model]")
+@click.option("--baseline", type=click.Path(file_okay=False), default=None,
+              help="TF Serving base path (e.g. saved_models/NAME): also evaluate its latest version on the same "
+              "split and write blessing.json, blessed when the model's error is at most the baseline's plus "
+              "--threshold (or when there is no version yet). keras-itl push publishes only blessed models.")
+@click.option("--threshold", type=float, default=0.0, show_default=True,
+              help="With --baseline: how much higher the error rate may be than the baseline's (0.01 = 1 point).")
 @user_errors
-def evaluate(model_path, target, seed, val_fraction, data_dir, split, output) -> None:
+def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, baseline, threshold) -> None:
     """Print loss, accuracy, error rate and per-class accuracy; write a metrics JSON and a confusion PNG."""
     from keras_itl.evaluation import evaluate_saved_model
     from keras_itl.reports import format_metrics, write_evaluation
@@ -128,6 +136,13 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output) ->
     click.echo(format_metrics(metrics, split))
     paths = write_evaluation(metrics, info.class_names, output or model_dir, split)
     click.echo(f"wrote {paths['metrics']} and {paths['confusion']}")
+    if baseline is not None:
+        from keras_itl.blessing import bless_candidate
+        from keras_itl.datasets import load_dataset
+
+        blessing = bless_candidate(model_path, metrics.error_rate, baseline, load_dataset(target, **options),
+                                   split=split, threshold=threshold)
+        click.echo(f"{blessing.describe()} - wrote {blessing.write(output or model_dir)}")
 
 
 @main.command()
@@ -159,3 +174,7 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
 
 
 # Commands defined in their own modules register here.
+from keras_itl.cli.export_commands import export, push  # noqa: E402
+
+main.add_command(export)
+main.add_command(push)

@@ -35,6 +35,7 @@ from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, 
 from keras_itl.training import TrainConfig, TrainResult, make_strategy, train_model
 
 METHODS = ("scratch", "model", "instance")
+RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without the weights (offline smoke tests)
 INSTANCE_STARTS = ("source", "warmup")
 
 
@@ -166,7 +167,9 @@ def build_initial_model(config: TransferConfig, num_classes: int, channels: int,
     elif source is not None and source.kind == "model":
         pretrained = source.spec
     keras.utils.set_random_seed(config.seed)
-    weights = (config.weights or IMAGENET) if source is not None and source.kind == IMAGENET else None
+    weights = None
+    if source is not None and source.kind == IMAGENET and config.weights != RANDOM_WEIGHTS:
+        weights = config.weights or IMAGENET
     with strategy.scope():
         model = build_model(config.arch, num_classes, image_size=image_size, channels=channels, weights=weights)
         if pretrained is not None:

@@ -116,3 +116,14 @@ def test_every_command_documents_every_option():
         for param in command.params:
             if param.param_type_name == "option" and param.name != "help":
                 assert param.help, f"{command.name} --{param.name} has no help"
+
+
+@pytest.mark.slow
+def test_imagenet_pipeline_runs_offline_with_random_weights(tmp_path):
+    result = _invoke("train", "--source", "imagenet", "--weights", "random", "--arch", "vgg16",
+                     "--target", "digits", "--image-size", 32, "--max-train-examples", 20, "--epochs", 1,
+                     "--head-epochs", 1, "--batch-size", 20, "--output", tmp_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "model: vgg16 from imagenet on digits" in result.output
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert model.input_shape == (None, 32, 32, 3)  # grayscale digits converted for an RGB backbone
