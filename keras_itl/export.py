@@ -29,7 +29,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 import keras_itl
+from keras_itl.backbones import build_model, get_architecture, model_channels
+from keras_itl.datasets import load_dataset
 from keras_itl.errors import UserError
+from keras_itl.evaluation import load_trained_model
 
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -37,6 +40,7 @@ CLASS_NAMES_FILE = "class_names.txt"
 METADATA_FILE = "keras_itl.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 _TEMP_PREFIX = ".tmp-"
+RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ def export_model(model: keras.Model, model_base_path: str | os.PathLike, *, clas
     export time and keras-itl version. Refuses to overwrite an existing version.
     """
     base = Path(model_base_path)
-    model_name = validate_model_name(base.resolve().name)
+    model_name = validate_model_name(base.name)
     num_classes = model.output_shape[-1]
     if len(class_names) != num_classes:
         raise UserError(f"the model predicts {num_classes} classes but {len(class_names)} class names were given")
@@ -167,3 +171,84 @@ def export_model(model: keras.Model, model_base_path: str | os.PathLike, *, clas
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(path=final, version=version)
+
+
+@dataclass
+class Exportable:
+    """A trained model with what an export needs besides its weights."""
+
+    model: keras.Model
+    class_names: list[str]
+    metadata: dict
+
+
+def run_metadata(run: dict) -> dict:
+    """Export metadata from a ``keras-itl train`` run record (run.json, i.e. ``TransferResult.to_dict()``)."""
+    config = run["config"]
+    test = run.get("test") or {}
+    influence = run.get("influence")
+    return {
+        "architecture": config["arch"], "source": config.get("source"), "target": config["target"],
+        "method": config["method"],
+        "metrics": {"split": "test", **{key: test.get(key) for key in ("loss", "accuracy", "error_rate",
+                                                                       "num_examples")}},
+        "dropped_instances": len(influence["selection"]["drop_ids"]) if influence else 0,
+        "training_options": config,
+    }
+
+
+def _read_run(directory: Path) -> dict | None:
+    """The run record (run.json) in ``directory``, or None when it holds none."""
+    run_file = directory / RUN_FILE
+    return json.loads(run_file.read_text()) if run_file.is_file() else None
+
+
+def _restore_checkpoint(directory: Path, checkpoint: str) -> tuple[keras.Model, dict]:
+    """Rebuild the run's model from its run.json and load a training checkpoint's weights into it."""
+    run_dir = next((d for d in (directory, *directory.parents) if _read_run(d) is not None), None)
+    if run_dir is None:
+        raise UserError(f"no {RUN_FILE} above checkpoint directory {directory}: cannot tell which model to rebuild")
+    run = _read_run(run_dir)
+    config, dataset = run["config"], run["dataset"]
+    model = build_model(config["arch"], dataset["num_classes"],
+                        image_size=config.get("image_size") or get_architecture(config["arch"]).default_image_size,
+                        channels=model_channels(config["arch"], dataset["image_shape"][2]))
+    status = tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise UserError(f"checkpoint {checkpoint} does not match the model described by {run_dir / RUN_FILE}: "
+                        f"{str(error).splitlines()[0]}") from None
+    return model, run
+
+
+def load_exportable(path: str | os.PathLike, *, target: str | None = None) -> Exportable:
+    """A ``.keras`` file, a ``keras-itl train`` run directory, or a run's ``checkpoints/<phase>`` directory.
+
+    Class names come from ``target`` (a dataset spec) when given, else from the run, else "0".."K-1";
+    metadata comes from the run's run.json when there is one. A checkpoint directory is restored
+    (latest checkpoint) into a model rebuilt from the run's configuration.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no model at {path}; pass a .keras file, a keras-itl train run directory or a "
+                        "run's checkpoints/<phase> directory")
+    checkpoint = tf.train.latest_checkpoint(str(path)) if path.is_dir() else None
+    if checkpoint is not None:
+        model, run = _restore_checkpoint(path, checkpoint)
+        metadata = {**run_metadata(run), "metrics": None, "checkpoint": checkpoint}
+    else:
+        model = load_trained_model(path)
+        run = _read_run(path if path.is_dir() else path.parent)
+        metadata = run_metadata(run) if run else {"architecture": model.name, "model_file": str(path)}
+    num_classes = model.output_shape[-1]
+    if target is not None:
+        class_names = load_dataset(target).info.class_names
+        metadata["target"] = target
+    elif run is not None:
+        class_names = run["dataset"]["class_names"]
+    else:
+        class_names = [str(i) for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise UserError(f"the model predicts {num_classes} classes but its target has {len(class_names)}")
+    return Exportable(model=model, class_names=list(class_names), metadata=metadata)
