@@ -143,7 +143,7 @@ def train_model(
 
     With a validation split the loop tracks validation loss, stops after ``patience`` epochs
     without improvement and ends with the best-validation weights. ``resume`` continues from
-    the phase's latest checkpoint (a finished phase is not trained again).
+    the phase's latest checkpoint (a finished or early-stopped phase is not trained again).
     """
     if len(train) == 0:
         raise UserError("the training split is empty")
@@ -164,7 +164,7 @@ def train_model(
     step = _make_step(model, optimizer, strategy)
     writer = tf.summary.create_file_writer(str(state.root / "logs" / name)) if is_chief(strategy) else None
     started = time.perf_counter()
-    while int(state.epoch.numpy()) < config.epochs and not bool(state.finished.numpy()):
+    while int(state.epoch.numpy()) < config.epochs and not bool(state.stopped.numpy()):
         epoch = int(state.epoch.numpy())
         batches = make_batches(train, config.batch_size, image_size=image_size, channels=channels,
                                shuffle_seed=_epoch_seed(config.seed, epoch), drop_ids=True).take(steps_per_epoch)
@@ -181,7 +181,7 @@ def train_model(
             else:
                 state.bad_epochs.assign_add(1)
             if config.patience is not None and int(state.bad_epochs.numpy()) >= config.patience:
-                state.finished.assign(True)
+                state.stopped.assign(True)
         record["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         if writer is not None:
             with writer.as_default(step=epoch + 1):
@@ -191,9 +191,6 @@ def train_model(
         if verbose:
             print(_epoch_line(name, record, config.epochs), flush=True)
         state.end_epoch(record, improved)
-    if int(state.epoch.numpy()) >= config.epochs or bool(state.finished.numpy()):
-        state.finished.assign(True)
-        state.save()
     result = TrainResult(name=name, history=state.history, seconds=time.perf_counter() - started,
                          stopped_early=len(state.history) < config.epochs)
     if val is not None and state.restore_best():

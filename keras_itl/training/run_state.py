@@ -24,13 +24,13 @@ class RunState:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_val_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.finished = tf.Variable(False, trainable=False)
+        self.stopped = tf.Variable(False, trainable=False)  # early stopping triggered
         self.history: list[dict] = []
         self.name = name
         self.root = Path(directory) if chief else Path(tempfile.mkdtemp(prefix=f"keras-itl-worker-{name}-"))
         checkpoint = tf.train.Checkpoint(
             model=model, optimizer=optimizer, epoch=self.epoch,
-            best_val_loss=self.best_val_loss, bad_epochs=self.bad_epochs, finished=self.finished,
+            best_val_loss=self.best_val_loss, bad_epochs=self.bad_epochs, stopped=self.stopped,
         )
         self._best = tf.train.Checkpoint(model=model)
         self._manager = tf.train.CheckpointManager(checkpoint, self.root / "checkpoints" / name, max_to_keep=2)
