@@ -1,0 +1,79 @@
+"""``keras-itl serve`` and ``keras-itl predict``: the TF Serving–compatible server and its client."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from keras_itl.cli.options import positive, user_errors
+
+
+@click.command()
+@click.option("--model-base-path", type=click.Path(file_okay=False), default=None,
+              help="Directory holding the model's integer version directories (<base>/<version>/saved_model.pb).")
+@click.option("--model-name", default=None, help="Name the model is served under (the <name> of /v1/models/<name>).")
+@click.option("--model-config-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TF Serving text ModelServerConfig serving several models (instead of --model-base-path "
+              "and --model-name); relative base_path entries are taken from the file's folder.")
+@click.option("--rest-port", type=int, default=8501, show_default=True, help="Port of the REST API.")
+@click.option("--grpc-port", type=int, default=8500, show_default=True, help="Port of the gRPC API.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 exposes the server to the network).")
+@click.option("--poll-seconds", type=float, default=1.0, show_default=True, callback=positive,
+              help="How often the base paths are scanned for new or removed versions.")
+@click.option("--max-request-bytes", type=int, default=64 * 1024 * 1024, show_default=True, callback=positive,
+              help="Largest accepted request body; bigger REST requests get a 413 JSON error.")
+@click.option("--workers", type=int, default=8, show_default=True, callback=positive,
+              help="Threads running inference for each protocol.")
+@user_errors
+def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, host, poll_seconds,
+          max_request_bytes, workers) -> None:
+    """Serve SavedModels over TF Serving's REST and gRPC APIs, reloading new versions as they appear."""
+    from keras_itl.errors import UserError
+    from keras_itl.serving.model_config import load_model_config_file, single_model
+    from keras_itl.serving.server import ServerOptions, run_server
+
+    if model_config_file and (model_base_path or model_name):
+        raise UserError("give either --model-config-file or --model-base-path with --model-name, not both")
+    if model_config_file:
+        models = load_model_config_file(model_config_file)
+    elif model_base_path and model_name:
+        models = single_model(model_name, model_base_path)
+    else:
+        raise UserError("give --model-base-path and --model-name, or --model-config-file")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_server(models, ServerOptions(host=host, rest_port=rest_port, grpc_port=grpc_port,
+                                     poll_seconds=poll_seconds, max_request_bytes=max_request_bytes,
+                                     workers=workers))
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--server", default=None, metavar="URL", help="REST endpoint, e.g. http://127.0.0.1:8501.")
+@click.option("--grpc", "grpc_target", default=None, metavar="HOST:PORT", help="gRPC endpoint, e.g. 127.0.0.1:8500.")
+@click.option("--model", required=True, help="Served model name.")
+@click.option("--version", type=int, default=None, help="Model version. [default: the latest served]")
+@click.option("--signature", default="serving_bytes", show_default=True,
+              help="Signature taking encoded images as its one string input.")
+@click.option("--top", type=int, default=3, show_default=True, callback=positive, help="Classes shown per image.")
+@user_errors
+def predict(images, server, grpc_target, model, version, signature, top) -> None:
+    """Send image files to a served model and print its top classes with their probabilities.
+
+    Classes are printed as indices: the serving APIs do not expose a model's class-name assets.
+    """
+    import numpy as np
+
+    from keras_itl.errors import UserError
+    from keras_itl.serving.client import GrpcClient, RestClient
+
+    if (server is None) == (grpc_target is None):
+        raise UserError("give exactly one of --server URL or --grpc HOST:PORT")
+    client = RestClient(server, model, version) if server else GrpcClient(grpc_target, model, version)
+    outputs = client.predict([Path(image).read_bytes() for image in images], signature_name=signature)
+    if "probabilities" not in outputs:
+        raise UserError(f"signature {signature!r} has no 'probabilities' output (it has {sorted(outputs)})")
+    for image, probabilities in zip(images, np.asarray(outputs["probabilities"], dtype=float)):
+        best = np.argsort(-probabilities, kind="stable")[:top]
+        click.echo(f"{image}: " + ", ".join(f"{index} ({probabilities[index]:.4f})" for index in best))

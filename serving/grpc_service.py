@@ -1,0 +1,102 @@
+"""TF Serving's gRPC services (PredictionService, ModelService) on a grpcio thread-pool server.
+
+grpcio runs each call in its own worker thread, so inference here runs beside the REST event loop
+rather than on it. Tensors travel as TensorProtos, converted with ``tf.make_ndarray`` /
+``tf.make_tensor_proto`` as TF Serving clients do.
+"""
+from __future__ import annotations
+
+import functools
+from concurrent import futures
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map
+from keras_itl.serving.errors import InvalidArgument, ServingError
+from keras_itl.serving.model_manager import ModelManager
+from keras_itl.serving.prediction import DEFAULT_SIGNATURE, get_signature, run_prediction
+
+
+def _addressed(spec) -> tuple[str, int | None, str | None]:
+    """(name, version, label) of a request's ModelSpec."""
+    choice = spec.WhichOneof("version_choice")
+    return (spec.name, spec.version.value if choice == "version" else None,
+            spec.version_label if choice == "version_label" else None)
+
+
+def _abort_on_errors(method):
+    """Turn ServingErrors into the gRPC status TF Serving uses for them."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except ServingError as error:
+            context.abort(error.grpc_code, str(error))
+    return wrapper
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata over the manager's loaded versions."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    @_abort_on_errors
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        """Run a signature; ``output_filter`` selects which outputs to return."""
+        loaded = self._manager.resolve(*_addressed(request.model_spec))
+        signature = get_signature(loaded, request.model_spec.signature_name)
+        try:
+            inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(f"cannot read input tensors: {error}") from None
+        outputs = run_prediction(signature, inputs, request.output_filter)
+        response = predict_pb2.PredictResponse(
+            model_spec=model_spec(loaded, request.model_spec.signature_name or DEFAULT_SIGNATURE))
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    @_abort_on_errors
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        """Signature definitions of a version (the only metadata field TF Serving offers)."""
+        if list(request.metadata_field) != [SIGNATURE_DEF_FIELD]:
+            raise InvalidArgument(f"metadata_field must be [\"{SIGNATURE_DEF_FIELD}\"], got "
+                                  f"{list(request.metadata_field)}")
+        loaded = self._manager.resolve(*_addressed(request.model_spec))
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=model_spec(loaded))
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_def_map(loaded))
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus over the manager's version states."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    @_abort_on_errors
+    def GetModelStatus(self, request, context):  # noqa: N802
+        """States of every version of a model, or of the addressed version."""
+        return model_status(self._manager, *_addressed(request.model_spec))
+
+
+def make_grpc_server(manager: ModelManager, address: str, workers: int, max_message_bytes: int) -> grpc.Server:
+    """A (not yet started) grpcio server bound to ``address``; raises OSError when the port is taken."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+                         options=[("grpc.max_receive_message_length", max_message_bytes),
+                                  ("grpc.max_send_message_length", max_message_bytes),
+                                  ("grpc.so_reuseport", 0)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise OSError(f"cannot listen for gRPC on {address}: {error}") from None
+    if not bound:
+        raise OSError(f"cannot listen for gRPC on {address}")
+    return server

@@ -1,0 +1,63 @@
+"""Protocol-independent prediction: pick a signature, check inputs against it, run it, filter outputs.
+
+REST and gRPC both end here, so a request is judged by the same rules whichever protocol carried it.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import tensorflow as tf
+
+from keras_itl.serving.errors import InvalidArgument, ServingError, SignatureNotFound
+from keras_itl.serving.model_manager import LoadedVersion
+from keras_itl.serving.signatures import Signature
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+def get_signature(loaded: LoadedVersion, name: str | None) -> Signature:
+    """The signature ``name`` (``serving_default`` when empty) of a loaded version."""
+    name = name or DEFAULT_SIGNATURE
+    signature = loaded.signatures.get(name)
+    if signature is None:
+        raise SignatureNotFound(f"Serving signature name: \"{name}\" not found in signature def")
+    return signature
+
+
+def _compatible(shape: tuple[int, ...], spec: tf.TensorSpec) -> bool:
+    return spec.shape.is_compatible_with(tf.TensorShape(shape))
+
+
+def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
+    """Reject inputs whose names, dtypes or shapes do not match the signature."""
+    if set(inputs) != set(signature.inputs):
+        raise InvalidArgument(f"inputs {sorted(inputs)} do not match the signature's inputs "
+                              f"{sorted(signature.inputs)}")
+    for name, value in inputs.items():
+        spec = signature.inputs[name]
+        given = tf.as_dtype(value.dtype)
+        if given != spec.dtype:
+            raise InvalidArgument(f"input '{name}' expects {spec.dtype.name} but {given.name} was provided")
+        if not _compatible(value.shape, spec):
+            expected = [-1 if size is None else size for size in spec.shape.as_list()]
+            raise InvalidArgument(f"input '{name}' has shape {list(value.shape)}, incompatible with the "
+                                  f"signature's {expected}")
+
+
+def run_prediction(signature: Signature, inputs: dict[str, np.ndarray],
+                   output_filter: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Run a signature on checked inputs; ``output_filter`` (if not empty) selects outputs by name."""
+    check_inputs(signature, inputs)
+    wanted = list(output_filter)
+    unknown = [name for name in wanted if name not in signature.outputs]
+    if unknown:
+        raise InvalidArgument(f"output_filter names unknown outputs {unknown}; the signature's outputs are "
+                              f"{sorted(signature.outputs)}")
+    try:
+        outputs = signature(inputs)
+    except tf.errors.InvalidArgumentError as error:
+        raise InvalidArgument(error.message) from None
+    except tf.errors.OpError as error:
+        raise ServingError(error.message) from None
+    return {name: outputs[name] for name in wanted} if wanted else outputs
