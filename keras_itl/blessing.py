@@ -82,7 +82,10 @@ def saved_model_error(version_dir: str | os.PathLike, data: TargetDataset, split
     if names_file.is_file() and names_file.read_text().splitlines() != data.info.class_names:
         raise UserError(f"the baseline {version_dir} predicts other classes than {data.info.spec}: "
                         f"{', '.join(names_file.read_text().splitlines())}")
-    signature = tf.saved_model.load(str(version_dir)).signatures.get(DEFAULT_SIGNATURE)
+    try:
+        signature = tf.saved_model.load(str(version_dir)).signatures.get(DEFAULT_SIGNATURE)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise UserError(f"cannot load the baseline {version_dir}: {str(error).splitlines()[0]}") from None
     inputs = signature.structured_input_signature[1] if signature is not None else {}
     if len(inputs) != 1 or "classes" not in signature.structured_outputs:
         raise UserError(f"the baseline {version_dir} has no {DEFAULT_SIGNATURE} signature taking images and "

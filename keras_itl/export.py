@@ -75,6 +75,15 @@ def latest_version(model_base_path: str | os.PathLike) -> int | None:
     return found[-1] if found else None
 
 
+def _image_shape(model: keras.Model) -> tuple[int, int, int]:
+    """(H, W, C) of a model taking one batch of images of a fixed size with 1 or 3 channels."""
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or None in shape[1:] or shape[3] not in (1, 3):
+        raise UserError(f"only models taking [batch, H, W, 1 or 3] images of a fixed size can be exported, "
+                        f"this one takes {model.input_shape}")
+    return shape[1], shape[2], shape[3]
+
+
 class _ServingModule(tf.Module):
     """The exported object: the Keras model, its class-names asset and the two signature functions."""
 
@@ -82,8 +91,8 @@ class _ServingModule(tf.Module):
         super().__init__()
         self.model = model
         self.class_names = tf.saved_model.Asset(str(class_names_file))
-        _, height, width, channels = model.input_shape
-        self.image_shape = (height, width, channels)
+        self.image_shape = _image_shape(model)
+        height, width, channels = self.image_shape
         self.serve_images = tf.function(
             self._predict, input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32, name="images")])
         self.serve_bytes = tf.function(

@@ -300,3 +300,25 @@ def test_bless_and_push_publish_only_models_not_worse_than_the_served_one(digits
     result = _invoke("push", "--model", digits_models["bad"], "--serving-dir", base, "--force")
     assert result.exit_code == 0 and "as version 3" in result.output, result.output
     assert versions(base) == [1, 2, 3]
+
+
+def test_a_real_training_run_exports_from_its_directory_and_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    trained = _invoke("train", "--target", "digits", "--image-size", SIZE, "--max-train-examples", 60, "--epochs", 1,
+                      "--quiet", "--output", run)
+    assert trained.exit_code == 0, trained.output
+    base = tmp_path / "models"
+    for model_path in (run, run / "checkpoints" / "scratch"):
+        result = _invoke("export", "--model", model_path, "--name", "digits", "--base-path", base)
+        assert result.exit_code == 0, result.output
+    images = tf.image.resize(load_dataset("digits").split("test").images[:16].astype("float32"), (SIZE, SIZE))
+    expected = keras.saving.load_model(run / "model.keras").predict(images, verbose=0)
+    for version in (1, 2):  # one epoch: the final model is the last checkpoint
+        served = tf.saved_model.load(str(base / "digits" / str(version))).signatures["serving_default"]
+        np.testing.assert_allclose(served(images=images)["probabilities"].numpy(), expected, atol=1e-5)
+        metadata = json.loads((base / "digits" / str(version) / "assets.extra" / "keras_itl.json").read_text())
+        assert metadata["method"] == "scratch" and metadata["class_names"] == [str(i) for i in range(10)]
+    (base / "digits" / "3").mkdir()  # an integer directory that is not a SavedModel
+    result = _invoke("evaluate", "--model", run, "--baseline", base / "digits")
+    assert result.exit_code == 1 and "Error: cannot load the baseline" in result.output.splitlines()[-1]
+    assert "Traceback" not in result.output
