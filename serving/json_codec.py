@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_itl.serving.errors import InvalidArgument
-from keras_itl.serving.signatures import Signature
+from keras_itl.serving.signatures import Signature, dtype_name
 
 ROW, COLUMNAR = "instances", "inputs"
 
@@ -93,12 +93,12 @@ def _numeric_array(value: Any, dtype: tf.DType, name: str) -> np.ndarray:
     except ValueError:
         raise InvalidArgument(f"input '{name}': lists at the same depth must all have the same length") from None
     if array.size and (array.dtype.kind not in "biuf" or (array.dtype.kind == "b") != dtype.is_bool):
-        raise InvalidArgument(f"input '{name}' expects {dtype.name} values")
+        raise InvalidArgument(f"input '{name}' expects {dtype_name(dtype)} values")
     if dtype.is_integer:
         if array.dtype.kind == "f" and not np.all(np.isfinite(array) & (array == np.floor(array))):
-            raise InvalidArgument(f"input '{name}' expects {dtype.name} values, got non-integral numbers")
+            raise InvalidArgument(f"input '{name}' expects {dtype_name(dtype)} values, got non-integral numbers")
         if array.size and (array.min() < dtype.min or array.max() > dtype.max):
-            raise InvalidArgument(f"input '{name}': value out of range for {dtype.name}")
+            raise InvalidArgument(f"input '{name}': value out of range for {dtype_name(dtype)}")
     return array.astype(dtype.as_numpy_dtype)
 
 
@@ -108,7 +108,7 @@ def to_array(value: Any, dtype: tf.DType, name: str) -> np.ndarray:
         return _string_array(value, name)
     if dtype.is_floating or dtype.is_integer or dtype.is_bool:
         return _numeric_array(value, dtype, name)
-    raise InvalidArgument(f"input '{name}' has dtype {dtype.name}, which JSON requests cannot carry")
+    raise InvalidArgument(f"input '{name}' has dtype {dtype_name(dtype)}, which JSON requests cannot carry")
 
 
 def _named_value(value: Any, names: list[str]) -> Any:

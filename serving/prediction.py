@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_itl.serving.errors import InvalidArgument, ServingError, SignatureNotFound
 from keras_itl.serving.model_manager import LoadedVersion
-from keras_itl.serving.signatures import Signature
+from keras_itl.serving.signatures import Signature, dtype_name
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -38,11 +38,18 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
         spec = signature.inputs[name]
         given = tf.as_dtype(value.dtype)
         if given != spec.dtype:
-            raise InvalidArgument(f"input '{name}' expects {spec.dtype.name} but {given.name} was provided")
+            raise InvalidArgument(f"input '{name}' expects {dtype_name(spec.dtype)} but {dtype_name(given)} was provided")
         if not _compatible(value.shape, spec):
             expected = [-1 if size is None else size for size in spec.shape.as_list()]
             raise InvalidArgument(f"input '{name}' has shape {list(value.shape)}, incompatible with the "
                                   f"signature's {expected}")
+
+
+def _op_error_text(error: tf.errors.OpError) -> str:
+    """The cause of a TF runtime error on one line, without the graph-tracing traceback TF appends."""
+    lines = [line for line in error.message.splitlines()
+             if line and not line[0].isspace() and not line.startswith(("Graph execution error", "Detected at node"))]
+    return " ".join(lines) or error.message
 
 
 def run_prediction(signature: Signature, inputs: dict[str, np.ndarray],
@@ -57,7 +64,7 @@ def run_prediction(signature: Signature, inputs: dict[str, np.ndarray],
     try:
         outputs = signature(inputs)
     except tf.errors.InvalidArgumentError as error:
-        raise InvalidArgument(error.message) from None
+        raise InvalidArgument(_op_error_text(error)) from None
     except tf.errors.OpError as error:
-        raise ServingError(error.message) from None
+        raise ServingError(_op_error_text(error)) from None
     return {name: outputs[name] for name in wanted} if wanted else outputs

@@ -10,9 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+def dtype_name(dtype: tf.DType) -> str:
+    """The API's name of a dtype, e.g. ``DT_FLOAT``, as metadata responses spell it."""
+    return types_pb2.DataType.Name(dtype.as_datatype_enum)
 
 
 def _tensor_info(spec: tf.TensorSpec) -> meta_graph_pb2.TensorInfo:

@@ -1,0 +1,608 @@
+"""The TF Serving-compatible server, run as a real ``keras-itl serve`` subprocess on free localhost ports.
+
+Every served model is a SavedModel built here with TensorFlow alone, so the tests also show that the
+server is not tied to keras-itl's own exports. One server (started from a ModelServerConfig) serves
+all the models of the module; hot reload and half-written versions work on their own models there.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
+
+from keras_itl.cli.main import main
+from keras_itl.serving.client import GrpcClient, RestClient, ServingClientError
+
+MAX_REQUEST_BYTES = 200_000
+SPIN_STEPS = 150_000
+
+
+# -- SavedModels built with TensorFlow alone ---------------------------------------------------------
+def _save(module: tf.Module, path: Path, signatures: dict) -> None:
+    """Save elsewhere, then rename into place, as a careful exporter does."""
+    staging = path.parent / f".staging-{path.name}"
+    tf.saved_model.save(module, str(staging), signatures=signatures)
+    os.rename(staging, path)
+
+
+def save_affine(path: Path, scale: float, offset: float) -> None:
+    """y = scale * x + offset over a [None, 1] float input ``x``."""
+    module = tf.Module()
+    module.scale, module.offset = tf.Variable(scale), tf.Variable(offset)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+    def affine(x):
+        return {"y": module.scale * x + module.offset}
+
+    _save(module, path, {"serving_default": affine})
+
+
+def save_two_in_two_out(path: Path) -> None:
+    """sum = a[:, 0] + a[:, 1] + b (float), b_twice = 2 b (int64)."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
+                                  tf.TensorSpec([None], tf.int64, name="b")])
+    def combine(a, b):
+        return {"sum": tf.reduce_sum(a, axis=1) + tf.cast(b, tf.float32), "b_twice": b * 2}
+
+    _save(module, path, {"serving_default": combine})
+
+
+def save_text(path: Path) -> None:
+    """A string input ``text`` → its byte length and the bytes themselves (``text_bytes``)."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def describe(text):
+        return {"length": tf.strings.length(text), "text_bytes": tf.identity(text)}
+
+    _save(module, path, {"serving_default": describe})
+
+
+def _probabilities(images):
+    bright = tf.reduce_mean(tf.cast(images, tf.float32), axis=[1, 2, 3]) / 255.0
+    probabilities = tf.stack([1.0 - bright, bright], axis=1)
+    return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=1)}
+
+
+def save_classifier(path: Path) -> None:
+    """Two classes, 'dark' and 'bright', by mean pixel; float images or PNG bytes (``serving_bytes``)."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 1], tf.float32, name="images")])
+    def from_images(images):
+        return _probabilities(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def from_bytes(image_bytes):
+        decode = lambda data: tf.io.decode_png(data, channels=1)  # noqa: E731
+        return _probabilities(tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([4, 4, 1], tf.uint8)))
+
+    _save(module, path, {"serving_default": from_images, "serving_bytes": from_bytes})
+
+
+def save_spin(path: Path) -> None:
+    """A deliberately slow signature: ``steps`` sequential scalar updates (keeps one core busy)."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="steps")])
+    def spin(steps):
+        _, total = tf.while_loop(lambda i, acc: i < steps, lambda i, acc: (i + 1, acc * 0.5 + 1.0),
+                                 (tf.constant(0, tf.int64), tf.constant(0.0)))
+        return {"total": total}
+
+    _save(module, path, {"serving_default": spin})
+
+
+def png(value: int) -> bytes:
+    return tf.io.encode_png(np.full((4, 4, 1), value, np.uint8)).numpy()
+
+
+# -- the server subprocess ---------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A ``keras-itl serve`` subprocess with its ports and log."""
+
+    def __init__(self, args: list[str], log_path: Path):
+        self.rest_port, self.grpc_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.rest_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from keras_itl.cli.main import main; main()", "serve",
+             "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_available(self, model: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited early:\n{self.log()}"
+            try:
+                status = get_json(f"{self.url}/v1/models/{model}")[1]
+                if any(s["state"] == "AVAILABLE" for s in status.get("model_version_status", [])):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"model {model} not available within {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def request(url: str, body: bytes | None = None, method: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    status, body = request(url)
+    return status, json.loads(body)
+
+
+def post(url: str, payload) -> tuple[int, dict]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    status, raw = request(url, body)
+    return status, json.loads(raw)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    for name in ("half_plus_two", "versioned", "multi", "text", "classifier", "spin", "reload", "broken"):
+        (root / name).mkdir()
+    save_affine(root / "half_plus_two" / "1", 0.5, 2.0)
+    save_affine(root / "versioned" / "1", 1.0, 1.0)
+    save_affine(root / "versioned" / "2", 1.0, 2.0)
+    save_two_in_two_out(root / "multi" / "1")
+    save_text(root / "text" / "1")
+    save_classifier(root / "classifier" / "1")
+    save_spin(root / "spin" / "1")
+    save_affine(root / "reload" / "1", 1.0, 1.0)
+    save_affine(root / "broken" / "1", 1.0, 1.0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    config = tmp_path_factory.mktemp("config") / "models.config"
+    entries = []
+    for name in ("half_plus_two", "multi", "text", "classifier", "spin", "reload", "broken"):
+        entries.append(f'config {{ name: "{name}" base_path: "{models / name}" model_platform: "tensorflow" }}')
+    entries.append(f'config {{ name: "versioned" base_path: "{models / "versioned"}" model_platform: "tensorflow" '
+                   'model_version_policy { all {} } version_labels { key: "stable" value: 1 } '
+                   'version_labels { key: "canary" value: 2 } }')
+    config.write_text("model_config_list {\n  " + "\n  ".join(entries) + "\n}\n")
+    running = Server(["--model-config-file", str(config), "--poll-seconds", "0.3",
+                      "--max-request-bytes", str(MAX_REQUEST_BYTES)], config.parent / "server.log")
+    try:
+        for name in ("half_plus_two", "versioned", "multi", "text", "classifier", "spin", "reload", "broken"):
+            running.wait_available(name)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    with grpc.insecure_channel(server.grpc_target) as open_channel:
+        yield open_channel
+
+
+def model_url(server: Server, path: str) -> str:
+    return f"{server.url}/v1/models/{path}"
+
+
+# -- REST: status and metadata ---------------------------------------------------------------------
+def test_rest_model_status(server):
+    available = {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    assert get_json(model_url(server, "half_plus_two")) == (200, {"model_version_status": [available]})
+    assert get_json(model_url(server, "half_plus_two/versions/1")) == (200, {"model_version_status": [available]})
+    status, body = get_json(model_url(server, "versioned"))
+    assert status == 200 and [s["version"] for s in body["model_version_status"]] == ["2", "1"]
+    assert get_json(model_url(server, "versioned/labels/stable"))[1]["model_version_status"][0]["version"] == "1"
+    assert get_json(model_url(server, "nope")) == (404, {"error": "Could not find any versions of model nope"})
+    assert get_json(model_url(server, "half_plus_two/versions/7"))[0] == 404
+
+
+def test_rest_metadata_describes_the_signature(server):
+    status, body = get_json(model_url(server, "half_plus_two/metadata"))
+    assert status == 200
+    assert body["model_spec"] == {"name": "half_plus_two", "signature_name": "", "version": "1"}
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["method_name"] == "tensorflow/serving/predict"
+    for tensors, name in ((signature["inputs"], "x"), (signature["outputs"], "y")):
+        assert list(tensors) == [name]
+        assert tensors[name]["dtype"] == "DT_FLOAT"
+        assert [d["size"] for d in tensors[name]["tensor_shape"]["dim"]] == ["-1", "1"]
+    classifier = get_json(model_url(server, "classifier/metadata"))[1]["metadata"]["signature_def"]["signature_def"]
+    assert classifier["serving_bytes"]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
+    assert classifier["serving_bytes"]["outputs"]["classes"]["dtype"] == "DT_INT64"
+    assert get_json(model_url(server, "versioned/versions/1/metadata"))[1]["model_spec"]["version"] == "1"
+    assert get_json(model_url(server, "nope/metadata")) == (
+        404, {"error": "Servable not found for request: Latest(nope)"})
+
+
+# -- REST: predict -----------------------------------------------------------------------------------
+def test_rest_predict_row_and_columnar(server):
+    url = model_url(server, "half_plus_two:predict")
+    assert post(url, {"instances": [[1.0], [2.0], [5.0]]}) == (200, {"predictions": [[2.5], [3.0], [4.5]]})
+    assert post(url, {"inputs": [[1.0], [2.0]]}) == (200, {"outputs": [[2.5], [3.0]]})
+    assert post(url, {"inputs": {"x": [[1.0]]}}) == (200, {"outputs": [[2.5]]})
+    assert post(url, {"signature_name": "serving_default", "instances": [{"x": [4.0]}]}) == (
+        200, {"predictions": [[4.0]]})
+
+
+def test_rest_predict_several_inputs_and_outputs(server):
+    url = model_url(server, "multi:predict")
+    rows = {"instances": [{"a": [1.0, 2.0], "b": 3}, {"a": [0.5, 0.25], "b": -1}]}
+    assert post(url, rows) == (200, {"predictions": [{"sum": 6.0, "b_twice": 6}, {"sum": -0.25, "b_twice": -2}]})
+    columns = {"inputs": {"a": [[1.0, 2.0], [0.5, 0.25]], "b": [3, -1]}}
+    assert post(url, columns) == (200, {"outputs": {"sum": [6.0, -0.25], "b_twice": [6, -2]}})
+    assert post(url, {"inputs": {"a": [[1.0, 2.0]], "b": [2.0]}}) == (200, {"outputs": {"sum": [5.0], "b_twice": [4]}})
+
+
+def test_rest_predict_strings_and_b64(server):
+    url = model_url(server, "text:predict")
+    raw = "héllo".encode()
+    b64 = base64.b64encode(raw).decode()
+    binary = bytes([0, 255, 7])
+    status, body = post(url, {"instances": [{"b64": b64}, "ab", {"b64": base64.b64encode(binary).decode()}]})
+    assert status == 200
+    assert body == {"predictions": [{"length": 6, "text_bytes": {"b64": b64}},
+                                    {"length": 2, "text_bytes": {"b64": "YWI="}},
+                                    {"length": 3, "text_bytes": {"b64": base64.b64encode(binary).decode()}}]}
+    assert post(url, {"inputs": {"text": [{"b64": b64}]}}) == (
+        200, {"outputs": {"length": [6], "text_bytes": [{"b64": b64}]}})
+
+
+def test_rest_predict_versions_and_labels(server):
+    def y(path):
+        return post(model_url(server, f"versioned{path}:predict"), {"instances": [[10.0]]})
+
+    assert y("") == (200, {"predictions": [[12.0]]})
+    assert y("/versions/1") == (200, {"predictions": [[11.0]]})
+    assert y("/versions/2") == (200, {"predictions": [[12.0]]})
+    assert y("/labels/stable") == (200, {"predictions": [[11.0]]})
+    assert y("/labels/canary") == (200, {"predictions": [[12.0]]})
+    assert y("/versions/3") == (404, {"error": "Servable not found for request: Specific(versioned, 3)"})
+    assert y("/labels/nightly")[0] == 404
+    assert post(model_url(server, "nope:predict"), {"instances": [[1.0]]}) == (
+        404, {"error": "Servable not found for request: Latest(nope)"})
+
+
+def test_rest_floats_round_trip_and_non_finite_tokens(server):
+    status, raw = request(model_url(server, "half_plus_two:predict"),
+                          b'{"instances": [[0.1], [0.3], [NaN], [Infinity], [-Infinity]]}')
+    assert status == 200
+    text = raw.decode()
+    assert "NaN" in text and "Infinity" in text and "-Infinity" in text and "null" not in text
+    predictions = np.asarray(json.loads(text)["predictions"], dtype=np.float32)
+    expected = np.float32(0.5) * np.array([[0.1], [0.3]], np.float32) + np.float32(2.0)
+    np.testing.assert_array_equal(predictions[:2], expected)  # exact: every float32 bit survives the text
+    assert np.isnan(predictions[2, 0]) and predictions[3, 0] == np.inf and predictions[4, 0] == -np.inf
+
+
+BAD_REQUESTS = [
+    ("half_plus_two:predict", b"{not json", "JSON"),
+    ("half_plus_two:predict", b"", "empty"),
+    ("half_plus_two:predict", b"[1, 2]", "object"),
+    ("half_plus_two:predict", b'{"instances": [["a"]]}', "DT_FLOAT"),
+    ("half_plus_two:predict", b'{"instances": [[1.0, 2.0]]}', "shape"),
+    ("half_plus_two:predict", b'{"instances": [[1.0], [1.0, 2.0]]}', "same length"),
+    ("half_plus_two:predict", b'{"instances": []}', "non-empty"),
+    ("half_plus_two:predict", b'{"instances": [[1.0]], "inputs": [[1.0]]}', "exactly one"),
+    ("half_plus_two:predict", b'{"signature_name": "serving_default"}', "exactly one"),
+    ("half_plus_two:predict", b'{"signature_name": "nope", "instances": [[1.0]]}', "nope"),
+    ("multi:predict", b'{"instances": [{"a": [1.0, 2.0]}]}', "keys"),
+    ("multi:predict", b'{"inputs": {"a": [[1.0, 2.0]], "b": [1.5]}}', "non-integral"),
+    ("text:predict", b'{"instances": [{"b64": "not base64!"}]}', "base64"),
+    ("text:predict", b'{"instances": [3]}', "strings"),
+    ("classifier:predict", b'{"signature_name": "serving_bytes", "instances": [{"b64": "aGVsbG8="}]}', "image"),
+]
+
+
+@pytest.mark.parametrize("path, body, fragment", BAD_REQUESTS)
+def test_rest_bad_requests_answer_400_json(server, path, body, fragment):
+    status, raw = request(model_url(server, path), body)
+    assert status == 400
+    error = json.loads(raw)
+    assert list(error) == ["error"] and fragment in error["error"]
+    assert post(model_url(server, "half_plus_two:predict"), {"instances": [[2.0]]}) == (200, {"predictions": [[3.0]]})
+
+
+def test_rest_malformed_paths_and_methods(server):
+    for url, method in ((model_url(server, "half_plus_two:predict"), "GET"),
+                        (model_url(server, "half_plus_two"), "POST"),
+                        (model_url(server, "half_plus_two:explode"), "POST"),
+                        (f"{server.url}/v2/whatever", "GET")):
+        status, raw = request(url, b"{}" if method == "POST" else None, method=method)
+        assert status == 400 and json.loads(raw)["error"].startswith("Malformed request: ")
+
+
+def test_rest_oversized_body_gets_413_json(server):
+    body = json.dumps({"instances": [[1.0]] * (MAX_REQUEST_BYTES // 5)}).encode()
+    assert len(body) > MAX_REQUEST_BYTES
+    status, raw = request(model_url(server, "half_plus_two:predict"), body)
+    assert status == 413 and "too large" in json.loads(raw)["error"]
+    assert post(model_url(server, "half_plus_two:predict"), {"instances": [[2.0]]}) == (200, {"predictions": [[3.0]]})
+
+
+# -- gRPC ------------------------------------------------------------------------------------------
+def predict_request(model: str, inputs: dict, signature: str = "", **spec) -> predict_pb2.PredictRequest:
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model
+    req.model_spec.signature_name = signature
+    if "version" in spec:
+        req.model_spec.version.value = spec["version"]
+    if "label" in spec:
+        req.model_spec.version_label = spec["label"]
+    for name, value in inputs.items():
+        req.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return req
+
+
+def test_grpc_predict(channel):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    response = stub.Predict(predict_request("half_plus_two", {"x": np.array([[1.0], [5.0]], np.float32)}))
+    np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), [[2.5], [4.5]])
+    assert (response.model_spec.name, response.model_spec.version.value,
+            response.model_spec.signature_name) == ("half_plus_two", 1, "serving_default")
+    inputs = {"a": np.array([[1.0, 2.0]], np.float32), "b": np.array([4], np.int64)}
+    response = stub.Predict(predict_request("multi", inputs), timeout=30)
+    assert set(response.outputs) == {"sum", "b_twice"}
+    filtered = predict_request("multi", inputs)
+    filtered.output_filter.append("b_twice")
+    response = stub.Predict(filtered)
+    assert list(response.outputs) == ["b_twice"] and tf.make_ndarray(response.outputs["b_twice"]).tolist() == [8]
+    labelled = stub.Predict(predict_request("versioned", {"x": np.array([[1.0]], np.float32)}, label="stable"))
+    assert labelled.model_spec.version.value == 1 and tf.make_ndarray(labelled.outputs["y"]).tolist() == [[2.0]]
+    text = stub.Predict(predict_request("text", {"text": np.array([b"\x00\xff", b"abc"], dtype=object)}))
+    assert tf.make_ndarray(text.outputs["text_bytes"]).tolist() == [b"\x00\xff", b"abc"]
+
+
+@pytest.mark.parametrize("make, code", [
+    (lambda: predict_request("half_plus_two", {"x": np.ones((1, 1), np.float32)}, signature="nope"),
+     grpc.StatusCode.FAILED_PRECONDITION),
+    (lambda: predict_request("half_plus_two", {"z": np.ones((1, 1), np.float32)}), grpc.StatusCode.INVALID_ARGUMENT),
+    (lambda: predict_request("half_plus_two", {"x": np.ones((1, 3), np.float32)}), grpc.StatusCode.INVALID_ARGUMENT),
+    (lambda: predict_request("half_plus_two", {"x": np.ones((1, 1), np.float64)}), grpc.StatusCode.INVALID_ARGUMENT),
+    (lambda: predict_request("nope", {"x": np.ones((1, 1), np.float32)}), grpc.StatusCode.NOT_FOUND),
+    (lambda: predict_request("half_plus_two", {"x": np.ones((1, 1), np.float32)}, version=9),
+     grpc.StatusCode.NOT_FOUND),
+])
+def test_grpc_predict_errors(channel, make, code):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(make())
+    assert caught.value.code() == code
+
+
+def test_grpc_metadata_and_status(channel):
+    request_ = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request_.model_spec.name = "classifier"
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(request_)
+    assert response.model_spec.name == "classifier" and response.model_spec.version.value == 1
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert set(signatures.signature_def) == {"serving_default", "serving_bytes"}
+    images = signatures.signature_def["serving_default"].inputs["images"]
+    assert images.dtype == tf.float32.as_datatype_enum and [d.size for d in images.tensor_shape.dim] == [-1, 4, 4, 1]
+
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.name = "versioned"
+    statuses = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request).model_version_status
+    assert [(s.version, s.state, s.status.error_code) for s in statuses] == [
+        (2, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0),
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)]
+    status_request.model_spec.name = "nope"
+    with pytest.raises(grpc.RpcError) as caught:
+        model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# -- clients and the predict command ---------------------------------------------------------------
+def test_rest_and_grpc_clients_agree(server):
+    images = np.stack([np.full((4, 4, 1), 51.0, np.float32), np.full((4, 4, 1), 204.0, np.float32)])
+    rest, rpc = RestClient(server.url, "classifier"), GrpcClient(server.grpc_target, "classifier")
+    try:
+        for outputs in (rest.predict(images), rpc.predict(images), rest.predict([png(51), png(204)]),
+                        rpc.predict([png(51), png(204)])):
+            np.testing.assert_allclose(outputs["probabilities"], [[0.8, 0.2], [0.2, 0.8]], rtol=1e-6)
+            assert outputs["classes"].tolist() == [0, 1]
+        assert rest.status() == rpc.status()
+        assert rest.metadata() == rpc.metadata()
+        assert rpc.predict(images, output_filter=["classes"]).keys() == {"classes"}
+        single = RestClient(server.url, "half_plus_two").predict(np.array([[2.0]], np.float32))
+        assert single["y"].tolist() == [[3.0]]
+        with pytest.raises(ServingClientError, match="404"):
+            RestClient(server.url, "nope").status()
+        with pytest.raises(ServingClientError, match="NOT_FOUND"):
+            GrpcClient(server.grpc_target, "nope").status()
+    finally:
+        rpc.close()
+
+
+def test_predict_command_over_rest_and_grpc(server, tmp_path):
+    dark, bright = tmp_path / "dark.png", tmp_path / "bright.png"
+    dark.write_bytes(png(51))
+    bright.write_bytes(png(204))
+    for endpoint in (["--server", server.url], ["--grpc", server.grpc_target]):
+        result = CliRunner().invoke(main, ["predict", *endpoint, "--model", "classifier", str(dark), str(bright)])
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == [f"{dark}: 0 (0.8000), 1 (0.2000)",
+                                              f"{bright}: 1 (0.8000), 0 (0.2000)"]
+    undecodable = tmp_path / "not-an-image.png"
+    undecodable.write_bytes(b"plain text")
+    result = CliRunner().invoke(main, ["predict", "--server", server.url, "--model", "classifier", str(undecodable)])
+    assert result.exit_code == 1 and result.output.startswith("Error: server answered 400: ")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# -- concurrency, hot reload, half-written versions ------------------------------------------------
+def test_concurrent_requests_all_succeed(server):
+    failures, results = [], []
+
+    def client(index: int) -> None:
+        try:
+            for step in range(10):
+                x = float(index * 100 + step)
+                if step % 2:
+                    out = GrpcClient(server.grpc_target, "half_plus_two").predict(np.array([[x]], np.float32))["y"]
+                else:
+                    out = np.asarray(post(model_url(server, "half_plus_two:predict"), {"instances": [[x]]})[1]
+                                     ["predictions"])
+                results.append(float(out[0][0]) == 0.5 * x + 2)
+        except Exception as error:  # collected: assertions in threads would be lost
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == [] and len(results) == 80 and all(results)
+
+
+def test_slow_inference_blocks_neither_rest_nor_grpc(server):
+    slow_result = {}
+
+    def slow() -> None:
+        slow_result["response"] = post(model_url(server, "spin:predict"), {"inputs": SPIN_STEPS})
+
+    started = time.monotonic()
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    fast_started = time.monotonic()
+    assert post(model_url(server, "half_plus_two:predict"), {"instances": [[2.0]]})[0] == 200
+    assert get_json(model_url(server, "spin"))[0] == 200
+    assert GrpcClient(server.grpc_target, "half_plus_two").predict(np.array([[2.0]], np.float32))["y"].tolist() == [[3.0]]
+    fast_elapsed = time.monotonic() - fast_started
+    still_running = thread.is_alive()
+    thread.join(timeout=120)
+    slow_elapsed = time.monotonic() - started
+    assert slow_result["response"][0] == 200
+    assert still_running, f"the slow request finished in {slow_elapsed:.2f}s; raise SPIN_STEPS"
+    assert fast_elapsed < 1.0, f"fast requests waited {fast_elapsed:.2f}s behind a {slow_elapsed:.2f}s one"
+
+
+def test_hot_reload_serves_new_version_without_errors(server, models):
+    url = model_url(server, "reload:predict")
+    seen, errors = [], []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            status, body = post(url, {"instances": [[10.0]]})
+            if status != 200:
+                errors.append((status, body))
+            else:
+                seen.append(body["predictions"][0][0])
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        save_affine(models / "reload" / "2", 1.0, 2.0)
+        pushed = time.monotonic()
+        while time.monotonic() - pushed < 10 and (not seen or seen[-1] != 12.0):
+            time.sleep(0.05)
+        switched = time.monotonic() - pushed
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+    assert seen[0] == 11.0 and seen[-1] == 12.0 and set(seen) == {11.0, 12.0}, "version 1 then version 2"
+    assert switched < 5.0
+    assert 11.0 not in seen[seen.index(12.0):], "once version 2 answers, version 1 never does again"
+    statuses = {s["version"]: s["state"] for s in get_json(model_url(server, "reload"))[1]["model_version_status"]}
+    assert statuses == {"2": "AVAILABLE", "1": "END"}
+
+
+def test_half_written_versions_are_ignored_and_failures_reported(server, models):
+    base = models / "broken"
+    (base / "5" / "variables").mkdir(parents=True)  # a copy still in progress: no saved_model.pb yet
+    (base / "6").mkdir()
+    (base / "6" / "saved_model.pb").write_bytes(b"\x00 definitely not a SavedModel")
+    (base / "not-a-version").mkdir()
+    deadline = time.monotonic() + 15
+    statuses = {}
+    while time.monotonic() < deadline:
+        statuses = {s["version"]: s for s in get_json(model_url(server, "broken"))[1]["model_version_status"]}
+        if statuses.get("6", {}).get("state") == "END":
+            break
+        assert post(model_url(server, "broken:predict"), {"instances": [[1.0]]}) == (200, {"predictions": [[2.0]]})
+        time.sleep(0.1)
+    assert set(statuses) == {"1", "6"}, "the incomplete directory 5 is never considered"
+    assert statuses["1"]["state"] == "AVAILABLE" and statuses["1"]["status"]["error_code"] == "OK"
+    assert statuses["6"]["state"] == "END" and statuses["6"]["status"]["error_code"] != "OK"
+    assert statuses["6"]["status"]["error_message"]
+    assert post(model_url(server, "broken:predict"), {"instances": [[1.0]]}) == (200, {"predictions": [[2.0]]})
+    assert post(model_url(server, "broken/versions/6:predict"), {"instances": [[1.0]]})[0] == 404
+
+
+# -- command line: names, shutdown -------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "x/../y"])
+def test_serve_rejects_unsafe_model_names(tmp_path, name):
+    result = CliRunner().invoke(main, ["serve", "--model-base-path", str(tmp_path), "--model-name", name])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: invalid model name") and len(result.output.strip().splitlines()) == 1
+
+
+def test_serve_from_base_path_and_sigterm_shuts_down_cleanly(models, tmp_path):
+    single = Server(["--model-base-path", str(models / "half_plus_two"), "--model-name", "hpt"],
+                    tmp_path / "server.log")
+    try:
+        single.wait_available("hpt")
+        assert post(model_url(single, "hpt:predict"), {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
+        single.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = single.process.wait(timeout=15)
+        assert code == 0, single.log()
+        assert time.monotonic() - started < 5.0
+    finally:
+        single.stop()
+    with pytest.raises(OSError):
+        request(model_url(single, "hpt"))
