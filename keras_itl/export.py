@@ -66,7 +66,8 @@ def versions(model_base_path: str | os.PathLike) -> list[int]:
     base = Path(model_base_path)
     if not base.is_dir():
         return []
-    return sorted(int(child.name) for child in base.iterdir() if child.is_dir() and child.name.isdigit())
+    return sorted(int(child.name) for child in base.iterdir()
+                  if child.is_dir() and child.name.isascii() and child.name.isdigit())
 
 
 def latest_version(model_base_path: str | os.PathLike) -> int | None:
@@ -154,12 +155,14 @@ def export_model(model: keras.Model, model_base_path: str | os.PathLike, *, clas
     num_classes = model.output_shape[-1]
     if len(class_names) != num_classes:
         raise UserError(f"the model predicts {num_classes} classes but {len(class_names)} class names were given")
+    if any("\n" in name for name in class_names):
+        raise UserError("class names must not contain line breaks (class_names.txt holds one per line)")
     if version is None:
         version = (latest_version(base) or 0) + 1
     elif version <= 0:
         raise UserError(f"a version must be a positive integer, got {version}")
     final = base / str(version)
-    if final.exists():
+    if version in versions(base) or final.exists():  # "0006" is version 6 as well
         raise UserError(f"version {version} already exists at {final}; versions are never overwritten")
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"

@@ -78,8 +78,9 @@ def test_versions_count_up_from_the_largest_integer_directory(toy, tmp_path):
     (base / "0006").mkdir()  # TF Serving reads 0006 as version 6
     assert export_model(model, base, class_names=TOY_CLASSES, metadata={}).version == 7
     assert versions(base) == [1, 2, 6, 7]
-    with pytest.raises(UserError, match="already exists"):
-        export_model(model, base, class_names=TOY_CLASSES, metadata={}, version=2)
+    for taken in (2, 6):
+        with pytest.raises(UserError, match="already exists"):
+            export_model(model, base, class_names=TOY_CLASSES, metadata={}, version=taken)
     with pytest.raises(UserError, match="class names"):
         export_model(model, base, class_names=TOY_CLASSES[:3], metadata={})
 
@@ -114,6 +115,17 @@ def test_serving_default_matches_the_keras_model(toy, exported):
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
     np.testing.assert_array_equal(outputs["classes"].numpy(), expected.argmax(axis=1))
     assert outputs["classes"].dtype == tf.int64 and len(set(outputs["classes"].numpy())) > 1
+
+
+def test_a_model_built_under_a_distribution_strategy_exports_its_trained_weights(toy, tmp_path):
+    _, images = toy
+    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+        model = _model(4, 1, seed=7)
+    head = model.get_layer("head").kernel
+    head.assign(np.random.default_rng(0).normal(size=head.shape).astype("float32"))
+    loaded = tf.saved_model.load(str(export_model(model, tmp_path / "toy", class_names=TOY_CLASSES, metadata={}).path))
+    np.testing.assert_allclose(loaded.signatures["serving_default"](images=images)["probabilities"].numpy(),
+                               model.predict(images, verbose=0), atol=1e-5)
 
 
 def test_serving_bytes_decodes_and_resizes_like_the_float_path(toy, exported):
