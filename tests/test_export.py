@@ -1,10 +1,12 @@
 """Export to TF Serving SavedModels, TFX-style blessing and push, through the Python API and the CLI."""
 from __future__ import annotations
 
+import io
 import json
 
 import keras
 import numpy as np
+import PIL.Image
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
@@ -162,6 +164,19 @@ def test_serving_bytes_converts_gray_and_colour_images(toy, exported, tmp_path):
     expected = rgb_model.predict(np.repeat(gray_images, 3, axis=-1), verbose=0)
     np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
     np.testing.assert_array_equal(outputs["classes"].numpy(), expected.argmax(axis=1))
+
+
+def test_serving_bytes_reads_gif_and_bmp(toy, exported):
+    model, images = toy
+    expected = model.predict(images, verbose=0)
+    for image_format in ("GIF", "BMP"):  # GIF decodes to RGB: converted back to gray in the graph
+        encoded = []
+        for image in images.astype(np.uint8):
+            stream = io.BytesIO()
+            PIL.Image.fromarray(image[..., 0], "L").save(stream, image_format)
+            encoded.append(stream.getvalue())
+        outputs = exported[1].signatures["serving_bytes"](image_bytes=tf.constant(encoded))
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-3, err_msg=image_format)
 
 
 def test_an_undecodable_image_fails_the_request(toy, exported):
