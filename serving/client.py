@@ -42,12 +42,10 @@ def _signature_for(images: Images, signature_name: str | None) -> str:
 
 def _from_json(value: Any) -> np.ndarray:
     """A JSON output tensor as numpy, decoding ``{"b64": ...}`` leaves to bytes."""
-    if isinstance(value, list):
-        parts = [_from_json(item) for item in value]
-        return np.stack(parts) if parts else np.asarray([])
-    if isinstance(value, dict) and list(value) == ["b64"]:
-        return np.asarray(base64.b64decode(value["b64"]), dtype=object)
-    return np.asarray(value)
+    array = np.asarray(value)
+    if array.dtype == object:
+        array = np.vectorize(lambda leaf: base64.b64decode(leaf["b64"]), otypes=[object])(array)
+    return array
 
 
 class RestClient:

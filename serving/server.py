@@ -43,7 +43,9 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
     executor = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="rest-predict")
     grpc_server = make_grpc_server(manager, f"{options.host}:{options.grpc_port}", options.workers,
                                    options.max_request_bytes)
-    runner = web.AppRunner(make_app(manager, executor, options.max_request_bytes), handle_signals=False)
+    # No per-request access log: like TF Serving, log model events, not traffic.
+    runner = web.AppRunner(make_app(manager, executor, options.max_request_bytes), handle_signals=False,
+                           access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, options.host, options.rest_port).start()

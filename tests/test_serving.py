@@ -606,3 +606,18 @@ def test_serve_from_base_path_and_sigterm_shuts_down_cleanly(models, tmp_path):
         single.stop()
     with pytest.raises(OSError):
         request(model_url(single, "hpt"))
+
+
+# -- deployment files for the official server --------------------------------------------------------
+def test_deployment_files_serve_saved_models_on_the_standard_ports():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    serving = Path(__file__).resolve().parents[1] / "serving"
+    config = text_format.Parse((serving / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    entries = config.model_config_list.config
+    assert entries and all(e.base_path == f"/models/{e.name}" and e.model_platform == "tensorflow" for e in entries)
+    compose = (serving / "docker-compose.yml").read_text()
+    for line in ("image: tensorflow/serving", "../saved_models:/models", "./models.config:/config/models.config",
+                 "--model_config_file=/config/models.config", "127.0.0.1:8500:8500", "127.0.0.1:8501:8501"):
+        assert line in compose
