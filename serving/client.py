@@ -127,6 +127,12 @@ class GrpcClient:
         """Close the channel."""
         self._channel.close()
 
+    def __enter__(self) -> "GrpcClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def _spec(self, request, signature_name: str = "") -> None:
         request.model_spec.name = self.model
         request.model_spec.signature_name = signature_name

@@ -38,7 +38,8 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
         spec = signature.inputs[name]
         given = tf.as_dtype(value.dtype)
         if given != spec.dtype:
-            raise InvalidArgument(f"input '{name}' expects {dtype_name(spec.dtype)} but {dtype_name(given)} was provided")
+            raise InvalidArgument(f"input '{name}' expects {dtype_name(spec.dtype)} but {dtype_name(given)} "
+                                  "was provided")
         if not _compatible(value.shape, spec):
             expected = [-1 if size is None else size for size in spec.shape.as_list()]
             raise InvalidArgument(f"input '{name}' has shape {list(value.shape)}, incompatible with the "

@@ -14,7 +14,8 @@ from concurrent.futures import Executor
 from aiohttp import web
 
 from keras_itl.serving import json_codec
-from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map, to_json_dict
+from keras_itl.serving.api_messages import (SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map,
+                                            to_json_dict)
 from keras_itl.serving.errors import InvalidArgument, ServingError
 from keras_itl.serving.model_manager import ModelManager
 from keras_itl.serving.prediction import get_signature, run_prediction
