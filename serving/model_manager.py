@@ -20,6 +20,7 @@ import tensorflow as tf
 from keras_itl.serving.errors import ServableNotFound
 from keras_itl.serving.model_config import ModelConfig
 from keras_itl.serving.signatures import Signature, signatures_of
+from keras_itl.serving.warmup import replay_warmup
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,14 @@ class VersionStatus:
 
 
 def load_saved_model(name: str, version: int, path: Path) -> LoadedVersion:
-    """Load one version directory with ``tf.saved_model.load``; raises when it is not a usable SavedModel."""
+    """Load one version directory and replay its warmup requests; raises when it is not usable."""
     module = tf.saved_model.load(str(path))
     signatures = signatures_of(module)
     if not signatures:
         raise ValueError(f"SavedModel {path} has no signatures")
+    warmed = replay_warmup(path, signatures)
+    if warmed:
+        log.info("%s version %d: replayed %d warmup requests", name, version, warmed)
     return LoadedVersion(name, version, signatures, module)
 
 

@@ -4,14 +4,16 @@ REST and gRPC both end here, so a request is judged by the same rules whichever 
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import tensorflow as tf
 
 from keras_itl.serving.errors import InvalidArgument, ServingError, SignatureNotFound
-from keras_itl.serving.model_manager import LoadedVersion
 from keras_itl.serving.signatures import Signature, dtype_name
+
+if TYPE_CHECKING:  # the manager loads versions through the warmup, which runs predictions
+    from keras_itl.serving.model_manager import LoadedVersion
 
 DEFAULT_SIGNATURE = "serving_default"
 

@@ -25,13 +25,14 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+                                     predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc)
 
 from keras_itl.cli.main import main
 from keras_itl.serving.client import GrpcClient, RestClient, ServingClientError
 
 MAX_REQUEST_BYTES = 200_000
 SPIN_STEPS = 150_000
+MODELS = ("half_plus_two", "multi", "text", "classifier", "spin", "reload", "broken", "warm", "versioned")
 
 
 # -- SavedModels built with TensorFlow alone ---------------------------------------------------------
@@ -112,6 +113,17 @@ def save_spin(path: Path) -> None:
     _save(module, path, {"serving_default": spin})
 
 
+def write_warmup(version_dir: Path, x: np.ndarray) -> None:
+    """A TF Serving warmup file holding one predict request for ``serving_default`` with input ``x``."""
+    request = predict_pb2.PredictRequest()
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(x))
+    extra = version_dir / "assets.extra"
+    extra.mkdir()
+    with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
+        writer.write(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+
+
 def png(value: int) -> bytes:
     return tf.io.encode_png(np.full((4, 4, 1), value, np.uint8)).numpy()
 
@@ -189,7 +201,7 @@ def post(url: str, payload) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    for name in ("half_plus_two", "versioned", "multi", "text", "classifier", "spin", "reload", "broken"):
+    for name in MODELS:
         (root / name).mkdir()
     save_affine(root / "half_plus_two" / "1", 0.5, 2.0)
     save_affine(root / "versioned" / "1", 1.0, 1.0)
@@ -200,6 +212,9 @@ def models(tmp_path_factory) -> Path:
     save_spin(root / "spin" / "1")
     save_affine(root / "reload" / "1", 1.0, 1.0)
     save_affine(root / "broken" / "1", 1.0, 1.0)
+    for version, warmup_x in ((1, np.ones((2, 1), np.float32)), (2, np.ones((1, 3), np.float32))):
+        save_affine(root / "warm" / str(version), 1.0, float(version))
+        write_warmup(root / "warm" / str(version), warmup_x)
     return root
 
 
@@ -207,7 +222,7 @@ def models(tmp_path_factory) -> Path:
 def server(models, tmp_path_factory):
     config = tmp_path_factory.mktemp("config") / "models.config"
     entries = []
-    for name in ("half_plus_two", "multi", "text", "classifier", "spin", "reload", "broken"):
+    for name in (name for name in MODELS if name != "versioned"):  # versioned gets a policy and labels below
         entries.append(f'config {{ name: "{name}" base_path: "{models / name}" model_platform: "tensorflow" }}')
     entries.append(f'config {{ name: "versioned" base_path: "{models / "versioned"}" model_platform: "tensorflow" '
                    'model_version_policy { all {} } version_labels { key: "stable" value: 1 } '
@@ -216,7 +231,7 @@ def server(models, tmp_path_factory):
     running = Server(["--model-config-file", str(config), "--poll-seconds", "0.3",
                       "--max-request-bytes", str(MAX_REQUEST_BYTES)], config.parent / "server.log")
     try:
-        for name in ("half_plus_two", "versioned", "multi", "text", "classifier", "spin", "reload", "broken"):
+        for name in MODELS:
             running.wait_available(name)
         yield running
     finally:
@@ -317,6 +332,7 @@ def test_rest_floats_round_trip_and_non_finite_tokens(server):
     assert status == 200
     text = raw.decode()
     assert "NaN" in text and "Infinity" in text and "-Infinity" in text and "null" not in text
+    assert "[2.05]" in text, "float32 values are written with their shortest round-tripping digits"
     predictions = np.asarray(json.loads(text)["predictions"], dtype=np.float32)
     expected = np.float32(0.5) * np.array([[0.1], [0.3]], np.float32) + np.float32(2.0)
     np.testing.assert_array_equal(predictions[:2], expected)  # exact: every float32 bit survives the text
@@ -580,6 +596,14 @@ def test_half_written_versions_are_ignored_and_failures_reported(server, models)
     assert statuses["6"]["status"]["error_message"]
     assert post(model_url(server, "broken:predict"), {"instances": [[1.0]]}) == (200, {"predictions": [[2.0]]})
     assert post(model_url(server, "broken/versions/6:predict"), {"instances": [[1.0]]})[0] == 404
+
+
+def test_warmup_requests_replay_at_load_and_a_failing_warmup_blocks_the_version(server):
+    statuses = {s["version"]: s for s in get_json(model_url(server, "warm"))[1]["model_version_status"]}
+    assert statuses["1"]["state"] == "AVAILABLE"
+    assert statuses["2"]["state"] == "END" and "warmup request 1 failed" in statuses["2"]["status"]["error_message"]
+    assert post(model_url(server, "warm:predict"), {"instances": [[1.0]]}) == (200, {"predictions": [[2.0]]})
+    assert "warm version 1: replayed 1 warmup requests" in server.log()
 
 
 # -- command line: names, shutdown -------------------------------------------------------------------
