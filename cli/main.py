@@ -77,6 +77,10 @@ def main() -> None:
               help="Run directory for checkpoints, logs, history, metrics, plots and model.keras. "
               "[default: runs/<arch>-<source>-to-<target>-<method>]")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --output from its last checkpoint.")
+@click.option("--export", "export_name", default=None, metavar="NAME",
+              help="Also publish the final model as the next TF Serving version under --export-base/NAME.")
+@click.option("--export-base", type=click.Path(file_okay=False), default="saved_models", show_default=True,
+              help="TF Serving model base directory for --export.")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines; only the final summary.")
 @click.option("--policy", default="auto", show_default=True, metavar="sign|fraction:P|auto",
               help="--method instance: which instances to drop. sign: every one predicted harmful; fraction:P: "
@@ -91,9 +95,10 @@ def main() -> None:
 @user_errors
 def train(target, source, arch, method, weights, epochs, head_epochs, source_epochs, batch_size, lr,
           fine_tune_lr_factor, fine_tune_layers, optimizer, lr_schedule, patience, image_size, seed, val_fraction,
-          data_dir, max_train_examples, imbalance, label_noise, output, resume, quiet, policy, scope, solver,
-          damping, max_drop_fraction, min_class_keep_fraction, instance_start, refit_epochs) -> None:
+          data_dir, max_train_examples, imbalance, label_noise, output, resume, export_name, export_base, quiet, policy,
+          scope, solver, damping, max_drop_fraction, min_class_keep_fraction, instance_start, refit_epochs) -> None:
     """Train a target model from scratch, by fine-tuning a source network, or instance-based, then test it."""
+    from keras_itl.export import validate_model_name
     from keras_itl.transfer import InstanceOptions, TransferConfig, run_transfer
 
     method = method or ("model" if source else "scratch")
@@ -108,7 +113,8 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
                                  max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
                                  start=instance_start, refit_epochs=refit_epochs))
     output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", f"{arch}-{source or 'scratch'}-to-{target}-{method}")
-    result = run_transfer(config, output, resume=resume, verbose=not quiet)
+    export_to = Path(export_base) / validate_model_name(export_name) if export_name else None
+    result = run_transfer(config, output, resume=resume, verbose=not quiet, export_to=export_to)
     click.echo(result.summary())
 
 

@@ -26,6 +26,7 @@ from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture, mo
 from keras_itl.datasets import Split, TargetDataset, load_dataset, parse_imbalance
 from keras_itl.errors import UserError
 from keras_itl.evaluation import Metrics, evaluate_model
+from keras_itl.export import export_model, run_metadata
 from keras_itl.influence import InfluenceConfig, SolverOptions, compute_influence
 from keras_itl.influence_report import describe_selection, write_influence_report
 from keras_itl.plots import plot_training_curves
@@ -137,7 +138,8 @@ class TransferResult:
             if self.influence else ""
         return (f"{self.config.method}: {self.config.arch} from {source} on {self.config.target} - test error rate "
                 f"{self.test.error_rate:.2%} (accuracy {self.test.accuracy:.2%}, loss {self.test.loss:.4f}, "
-                f"{self.test.num_examples} test images){dropped} in {self.seconds:.0f}s - wrote {self.output_dir}")
+                f"{self.test.num_examples} test images){dropped} in {self.seconds:.0f}s - wrote {self.output_dir}"
+                f"{' and ' + self.files['saved_model'] if 'saved_model' in self.files else ''}")
 
     def to_dict(self) -> dict:
         return {"config": asdict(self.config), "test": self.test.to_dict(),
@@ -258,8 +260,13 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
 
 
 def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resume: bool = False,
-                 strategy: tf.distribute.Strategy | None = None, verbose: bool = True) -> TransferResult:
-    """Run one method end to end and write model, histories, test metrics and plots to ``output_dir``."""
+                 strategy: tf.distribute.Strategy | None = None, verbose: bool = True,
+                 export_to: str | os.PathLike | None = None) -> TransferResult:
+    """Run one method end to end and write model, histories, test metrics and plots to ``output_dir``.
+
+    With ``export_to`` (a TF Serving model base path such as ``saved_models/<name>``) the final model
+    is also published there as the next SavedModel version.
+    """
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -288,5 +295,11 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
                             output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
                             influence=influence)
+    if export_to is not None:
+        exported = export_model(model, export_to, class_names=data.info.class_names,
+                                metadata=run_metadata(result.to_dict()))
+        files["saved_model"] = str(exported.path)
+        if verbose:
+            print(f"exported {exported.path} (version {exported.version})", flush=True)
     (output_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result

@@ -34,3 +34,4 @@ def test_readme_main_job_prints_a_digits_test_error_rate(tmp_path):
     assert match, summary
     assert float(match.group(1)) < 10.0  # transfer from MNIST makes 8x8 digits easy; chance is 90%
     assert list((tmp_path / "runs").glob("*/model.keras"))
+    assert list((tmp_path / "saved_models").glob("*/1/saved_model.pb"))  # published for TF Serving

@@ -66,9 +66,12 @@ def test_fine_tuning_keeps_batch_norm_in_inference_mode():
 
 def test_cli_train_then_evaluate_matches_an_independent_count(tmp_path):
     out = tmp_path / "run"
-    trained = _invoke("train", "--target", "digits", "--epochs", 2, "--seed", 3, "--output", out, *SMALL)
+    trained = _invoke("train", "--target", "digits", "--epochs", 2, "--seed", 3, "--output", out,
+                      "--export", "digits", "--export-base", tmp_path / "saved", *SMALL)
     assert trained.exit_code == 0, trained.output
     assert re.search(r"test error rate \d+\.\d\d%", trained.output)
+    assert (tmp_path / "saved" / "digits" / "1" / "saved_model.pb").exists()
+    assert str(tmp_path / "saved" / "digits" / "1") in trained.output
 
     evaluated = _invoke("evaluate", "--model", out, "--output", tmp_path / "eval")
     assert evaluated.exit_code == 0, evaluated.output
@@ -93,6 +96,7 @@ def test_cli_train_then_evaluate_matches_an_independent_count(tmp_path):
     (["--target", "digits", "--method", "model"], "--source"),
     (["--target", "digits", "--imbalance", "42:0.9"], "42"),
     (["--target", "folder:/no/such/folder"], "/no/such/folder"),
+    (["--target", "digits", "--export", "../escape"], "invalid model name"),
 ])
 def test_cli_bad_input_is_one_line_without_traceback(tmp_path, args, message):
     result = _invoke("train", *args, "--output", tmp_path / "bad", "--quiet")
