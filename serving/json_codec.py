@@ -102,7 +102,7 @@ def _numeric_array(value: Any, dtype: tf.DType, name: str) -> np.ndarray:
     return array.astype(dtype.as_numpy_dtype)
 
 
-def to_array(value: Any, dtype: tf.DType, name: str) -> np.ndarray:
+def _to_array(value: Any, dtype: tf.DType, name: str) -> np.ndarray:
     """Convert a JSON tensor (nested lists of leaves) into a numpy array of ``dtype``."""
     if dtype == tf.string:
         return _string_array(value, name)
@@ -140,7 +140,7 @@ def decode_inputs(body: PredictBody, signature: Signature) -> dict[str, np.ndarr
             raise InvalidArgument(f"'inputs' must be an object with the keys {sorted(names)}")
         else:
             columns = payload
-    return {name: to_array(value, signature.inputs[name].dtype, name) for name, value in columns.items()}
+    return {name: _to_array(value, signature.inputs[name].dtype, name) for name, value in columns.items()}
 
 
 # -- numpy to JSON values ------------------------------------------------------------------------------
@@ -171,18 +171,16 @@ def to_json_value(array: np.ndarray, name: str) -> Any:
 
 def encode_outputs(outputs: dict[str, np.ndarray], body_format: str) -> bytes:
     """The response body: ``{"predictions": ...}`` for row requests, ``{"outputs": ...}`` for columnar."""
-    if body_format == COLUMNAR:
-        values = {name: to_json_value(value, name) for name, value in outputs.items()}
-        response = {"outputs": next(iter(values.values())) if len(values) == 1 else values}
+    batch_sizes = {np.shape(value)[0] if np.ndim(value) else None for value in outputs.values()}
+    if body_format == ROW and (len(batch_sizes) != 1 or None in batch_sizes):
+        raise InvalidArgument("the row format needs every output to have the same batch size; "
+                              "use the columnar 'inputs' format for this signature")
+    values = {name: to_json_value(value, name) for name, value in outputs.items()}
+    if len(values) == 1:  # a single output is written bare in both formats
+        tensors = next(iter(values.values()))
+    elif body_format == ROW:
+        tensors = [{name: column[i] for name, column in values.items()} for i in range(batch_sizes.pop())]
     else:
-        batch_sizes = {np.shape(value)[0] if np.ndim(value) else None for value in outputs.values()}
-        if len(batch_sizes) != 1 or None in batch_sizes:
-            raise InvalidArgument("the row format needs every output to have the same batch size; "
-                                  "use the columnar 'inputs' format for this signature")
-        values = {name: to_json_value(value, name) for name, value in outputs.items()}
-        if len(values) == 1:
-            predictions = next(iter(values.values()))
-        else:
-            predictions = [{name: column[i] for name, column in values.items()} for i in range(batch_sizes.pop())]
-        response = {"predictions": predictions}
-    return json.dumps(response, allow_nan=True, separators=(",", ":")).encode("utf-8")
+        tensors = values
+    key = "predictions" if body_format == ROW else "outputs"
+    return json.dumps({key: tensors}, allow_nan=True, separators=(",", ":")).encode("utf-8")

@@ -13,7 +13,6 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import tensorflow as tf
 
@@ -96,11 +95,9 @@ class _Model:
 class ModelManager:
     """Serves the versions chosen by each model's policy and reloads them as the base paths change."""
 
-    def __init__(self, models: list[ModelConfig], poll_seconds: float = 1.0,
-                 loader: Callable[[str, int, Path], LoadedVersion] = load_saved_model):
+    def __init__(self, models: list[ModelConfig], poll_seconds: float = 1.0):
         self._models = {config.name: _Model(config) for config in models}
         self._poll_seconds = poll_seconds
-        self._loader = loader
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,7 +160,7 @@ class ModelManager:
         with self._lock:
             self._set_status(model, version, "LOADING")
         try:
-            loaded = self._loader(name, version, path)
+            loaded = load_saved_model(name, version, path)
         except Exception as error:  # any load failure is the model's problem, reported in its status
             message = f"{type(error).__name__}: {error}".strip()
             log.error("failed to load %s version %d: %s", name, version, message)
@@ -181,9 +178,6 @@ class ModelManager:
         model.statuses[version] = VersionStatus(version, state, error)
 
     # -- queries -------------------------------------------------------------------------------
-    def model_names(self) -> list[str]:
-        return list(self._models)
-
     def _model(self, name: str) -> _Model:
         model = self._models.get(name)
         if model is None:
