@@ -69,7 +69,7 @@ def scan_versions(base_path: Path) -> dict[int, tuple[Path, tuple[int, int]]]:
     except OSError:
         return found
     for child in children:
-        if not child.name.isdigit() or not child.is_dir():
+        if not (child.name.isascii() and child.name.isdigit()) or not child.is_dir():
             continue
         model_file = _model_file(child)
         if model_file is None:
