@@ -1,0 +1,288 @@
+"""Latency and requests/s of `keras-itl serve` over REST and gRPC against an in-process call, in one run.
+
+A small-cnn classifier (random weights, 28x28x1, 10 classes) is exported with keras-itl's exporter and
+served by a real `keras-itl serve` subprocess on free 127.0.0.1 ports. The same version is also loaded
+here with tf.saved_model.load, so all three ways run the same `serving_default` signature:
+
+- in-process: the loaded signature called directly (numpy in, numpy probabilities out);
+- REST: http.client POSTs of JSON `{"instances": ...}` (row format) to `:predict` over one keep-alive
+  connection per client; the body is encoded and the response parsed on every request, as a real
+  client does;
+- gRPC: keras-itl's GrpcClient (PredictionService.Predict), one channel per client.
+
+Each cell (way x batch 1/32 x 1/8 clients) warms every client up, then times a fixed number of
+requests per client, cut short at a per-cell time limit. Clients are threads of this process, so
+on a 2-core machine they share the cores with the server, as local callers do. Predictions of the
+three ways are checked to agree before anything is timed.
+
+Targets (2 CPU cores): REST p50 minus in-process p50 <= 3 ms at batch 1 with one client, and 8 clients
+reach >= 1.5x the requests/s of one client at batch 1, over REST and over gRPC.
+
+    python benchmarks/serving_latency.py [--requests 100] [--warmup 10] [--max-seconds 8]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_itl.backbones import build_model  # noqa: E402
+from keras_itl.export import export_model  # noqa: E402
+from keras_itl.serving.client import GrpcClient  # noqa: E402
+
+MODEL_NAME = "digits"
+HOST = "127.0.0.1"
+BATCHES = (1, 32)
+CLIENTS = (1, 8)
+WAYS = ("in-process", "REST", "gRPC")
+REST_OVERHEAD_TARGET_MS = 3.0
+SCALING_TARGET = 1.5
+
+Call = Callable[[], np.ndarray]
+OpenCaller = Callable[[], ContextManager[Call]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one (way, batch, clients) measurement found."""
+
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    requests_per_second: float
+
+
+# -- model and server --------------------------------------------------------------------------------
+def _export(base_path: Path) -> Path:
+    """Export a random-weight small-cnn digit classifier as version 1 under ``base_path``; its directory."""
+    keras.utils.set_random_seed(0)
+    model = build_model("small-cnn", 10, image_size=28, channels=1)
+    result = export_model(model, base_path, class_names=[str(digit) for digit in range(10)],
+                          metadata={"architecture": "small-cnn", "source": "benchmark (random weights)"})
+    return result.path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _keras_itl_script() -> Path:
+    """The ``keras-itl`` entry point installed beside this interpreter, so the venv's own is used."""
+    script = Path(sys.executable).with_name("keras-itl")
+    if not script.exists():
+        raise SystemExit(f"no keras-itl script beside {sys.executable}; install the package (pip install -e .)")
+    return script
+
+
+def _wait_available(process: subprocess.Popen, rest_port: int, log_path: Path, timeout: float = 120.0) -> None:
+    """Poll the model status until a version is AVAILABLE; fail with the server log otherwise."""
+    status_url = f"http://{HOST}:{rest_port}/v1/models/{MODEL_NAME}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(status_url, timeout=5) as response:
+                states = [entry["state"] for entry in json.loads(response.read())["model_version_status"]]
+            if "AVAILABLE" in states:
+                return
+        except OSError:  # not listening yet
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"model not available within {timeout:.0f}s:\n{log_path.read_text(errors='replace')}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM (graceful shutdown), then kill if it has not exited within 15 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def _server(base_path: Path, log_path: Path) -> Iterator[tuple[int, int, int]]:
+    """Run ``keras-itl serve`` on free local ports until the block ends; yields (pid, REST port, gRPC port)."""
+    rest_port, grpc_port = _free_port(), _free_port()
+    command = [str(_keras_itl_script()), "serve", "--model-base-path", str(base_path), "--model-name", MODEL_NAME,
+               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--host", HOST]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_available(process, rest_port, log_path)
+            yield process.pid, rest_port, grpc_port
+        finally:
+            _stop(process)
+
+
+# -- the three ways to call the signature ------------------------------------------------------------
+def _in_process(signature, images: np.ndarray) -> OpenCaller:
+    """Callers of the loaded ``serving_default`` signature (shared by all client threads)."""
+    @contextlib.contextmanager
+    def open_caller() -> Iterator[Call]:
+        yield lambda: signature(images=tf.constant(images))["probabilities"].numpy()
+    return open_caller
+
+
+def _rest(rest_port: int, images: np.ndarray) -> OpenCaller:
+    """Callers POSTing row-format JSON over their own keep-alive HTTP connection."""
+    path = f"/v1/models/{MODEL_NAME}:predict"
+    headers = {"Content-Type": "application/json"}
+
+    @contextlib.contextmanager
+    def open_caller() -> Iterator[Call]:
+        connection = http.client.HTTPConnection(HOST, rest_port, timeout=30)
+
+        def call() -> np.ndarray:
+            connection.request("POST", path, json.dumps({"instances": images.tolist()}), headers)
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"REST answered {response.status}: {body[:200]!r}")
+            return np.array([row["probabilities"] for row in json.loads(body)["predictions"]], np.float32)
+
+        try:
+            yield call
+        finally:
+            connection.close()
+    return open_caller
+
+
+def _grpc(grpc_port: int, images: np.ndarray) -> OpenCaller:
+    """Callers using GrpcClient, each on its own channel."""
+    @contextlib.contextmanager
+    def open_caller() -> Iterator[Call]:
+        with GrpcClient(f"{HOST}:{grpc_port}", MODEL_NAME) as client:
+            yield lambda: client.predict(images)["probabilities"]
+    return open_caller
+
+
+def _check_agreement(openers: dict[str, OpenCaller]) -> None:
+    """All ways must return the same probabilities for the same batch, or the comparison means nothing."""
+    results = {}
+    for way, open_caller in openers.items():
+        with open_caller() as call:
+            results[way] = call()
+    for way, probabilities in results.items():
+        np.testing.assert_allclose(probabilities, results["in-process"], rtol=1e-4, atol=1e-6,
+                                   err_msg=f"{way} disagrees with the in-process call")
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+def _client(open_caller: OpenCaller, warmup: int, requests: int, max_seconds: float,
+            start_together: threading.Barrier) -> list[tuple[float, float]]:
+    """(start, end) of each timed request of one client, after its warm-up; stops at the time limit."""
+    with open_caller() as call:
+        try:
+            for _ in range(warmup):
+                call()
+        except BaseException:
+            start_together.abort()  # the other clients fail now instead of waiting for this one
+            raise
+        start_together.wait()
+        deadline = time.perf_counter() + max_seconds
+        spans = []
+        while len(spans) < requests and time.perf_counter() < deadline:
+            started = time.perf_counter()
+            call()
+            spans.append((started, time.perf_counter()))
+    return spans
+
+
+def _measure(open_caller: OpenCaller, clients: int, args: argparse.Namespace) -> Cell:
+    """Run ``clients`` concurrent clients; latency percentiles over all requests, requests/s over the wall time."""
+    start_together = threading.Barrier(clients, timeout=120)
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        futures = [pool.submit(_client, open_caller, args.warmup, args.requests, args.max_seconds, start_together)
+                   for _ in range(clients)]
+        spans = [span for future in futures for span in future.result()]
+    latencies_ms = np.array([end - start for start, end in spans]) * 1000.0
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    p50, p99 = np.percentile(latencies_ms, [50, 99])
+    return Cell(requests=len(spans), p50_ms=float(p50), p99_ms=float(p99), requests_per_second=len(spans) / wall)
+
+
+# -- report ------------------------------------------------------------------------------------------
+def _print_table(cells: dict[tuple[str, int, int], Cell]) -> None:
+    print(f"{'way':<11}{'batch':>6}{'clients':>8}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}"
+          f"{'images/s':>10}")
+    for (way, batch, clients), cell in cells.items():
+        print(f"{way:<11}{batch:>6}{clients:>8}{cell.requests:>9}{cell.p50_ms:>9.2f}{cell.p99_ms:>9.2f}"
+              f"{cell.requests_per_second:>9.1f}{cell.requests_per_second * batch:>10.1f}")
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def _print_targets(cells: dict[tuple[str, int, int], Cell]) -> None:
+    """The two targets, at batch 1, with the measured numbers they rest on."""
+    local = cells["in-process", 1, 1].p50_ms
+    for way in ("REST", "gRPC"):
+        overhead = cells[way, 1, 1].p50_ms - local
+        target = (f"(target <= {REST_OVERHEAD_TARGET_MS:g} ms): {_verdict(overhead <= REST_OVERHEAD_TARGET_MS)}"
+                  if way == "REST" else "(no target)")
+        print(f"{way} p50 overhead over in-process, batch 1, 1 client: {cells[way, 1, 1].p50_ms:.2f} - {local:.2f} "
+              f"= {overhead:.2f} ms {target}")
+    for way in ("REST", "gRPC"):
+        one, many = cells[way, 1, CLIENTS[0]], cells[way, 1, CLIENTS[-1]]
+        ratio = many.requests_per_second / one.requests_per_second
+        print(f"{way} requests/s {CLIENTS[-1]} clients / {CLIENTS[0]} client, batch 1: {many.requests_per_second:.1f} "
+              f"/ {one.requests_per_second:.1f} = {ratio:.2f}x (target >= {SCALING_TARGET:g}x): "
+              f"{_verdict(ratio >= SCALING_TARGET)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100, help="timed requests per client and cell")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed requests per client before each cell")
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="time limit of each cell's timed part")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    rng = np.random.default_rng(0)
+    batches = {batch: rng.integers(0, 256, (batch, 28, 28, 1)).astype(np.float32) for batch in BATCHES}
+    with tempfile.TemporaryDirectory() as temp:
+        version_dir = _export(Path(temp) / MODEL_NAME)
+        signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        with _server(version_dir.parent, Path(temp) / "server.log") as (pid, rest_port, grpc_port):
+            print(f"keras-itl serve pid {pid}: REST {HOST}:{rest_port}, gRPC {HOST}:{grpc_port}; "
+                  f"{os.cpu_count()} CPU core(s); small-cnn 28x28x1, 10 classes")
+            openers = {batch: {"in-process": _in_process(signature, images), "REST": _rest(rest_port, images),
+                               "gRPC": _grpc(grpc_port, images)} for batch, images in batches.items()}
+            for by_way in openers.values():
+                _check_agreement(by_way)
+            cells = {(way, batch, clients): _measure(openers[batch][way], clients, args)
+                     for way in WAYS for batch in BATCHES for clients in CLIENTS}
+    _print_table(cells)
+    print()
+    _print_targets(cells)
+    print(f"\n({time.perf_counter() - began:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
