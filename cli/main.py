@@ -180,10 +180,9 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
 
 
 # Commands defined in their own modules register here.
-from keras_itl.cli.serving_commands import predict, serve  # noqa: E402
-main.add_command(serve)
-main.add_command(predict)
+from keras_itl.cli.experiment_commands import experiment  # noqa: E402
 from keras_itl.cli.export_commands import export, push  # noqa: E402
+from keras_itl.cli.serving_commands import predict, serve  # noqa: E402
 
-main.add_command(export)
-main.add_command(push)
+for _command in (experiment, export, push, serve, predict):
+    main.add_command(_command)

