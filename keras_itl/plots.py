@@ -10,6 +10,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(figure, path: str | os.PathLike) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def plot_training_curves(histories: dict[str, list[dict]], path: str | os.PathLike) -> None:
     """Loss and validation accuracy per epoch, one line per named phase, phases laid end to end."""
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
@@ -27,9 +33,7 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | os.PathLi
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | os.PathLike,
@@ -49,9 +53,7 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str
             axis.text(col, row, str(count), ha="center", va="center", fontsize=8,
                       color="white" if count > threshold else "black")
     figure.colorbar(image, ax=axis, fraction=0.046)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_influence_histogram(deltas: np.ndarray, dropped: np.ndarray, path: str | os.PathLike) -> None:
@@ -67,9 +69,7 @@ def plot_influence_histogram(deltas: np.ndarray, dropped: np.ndarray, path: str 
     axis.set(xlabel="predicted change in validation loss if removed (negative = removal helps)",
              ylabel="training instances", title="influence of target training instances")
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_image_grid(images: np.ndarray, titles: list[str], path: str | os.PathLike, columns: int = 8) -> None:
@@ -84,9 +84,7 @@ def plot_image_grid(images: np.ndarray, titles: list[str], path: str | os.PathLi
         axis.set_title(title, fontsize=7)
     if not len(images):
         axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_loo_scatter(predicted: list[float], actual: list[float], pearson: float, spearman: float,
@@ -99,9 +97,7 @@ def plot_loo_scatter(predicted: list[float], actual: list[float], pearson: float
     axis.set(xlabel="actual change in validation loss (retrained)", ylabel="predicted change (influence)",
              title=f"leave-one-out check: Pearson {pearson:.3f}, Spearman {spearman:.3f}")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def plot_validation_accuracy(curves: dict[str, list[float]], path: str | os.PathLike) -> None:
@@ -114,6 +110,4 @@ def plot_validation_accuracy(curves: dict[str, list[float]], path: str | os.Path
     axis.grid(alpha=0.3)
     if axis.lines:
         axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
