@@ -31,6 +31,13 @@ def positive(ctx, param, value):
     return value
 
 
+def _apply(options: list, command):
+    """Decorate ``command`` with ``options`` so they appear in --help in the order listed."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def influence_options(command):
     """Options of the influence computation, shared by train --method instance and influence."""
     options = [
@@ -44,9 +51,7 @@ def influence_options(command):
         click.option("--min-class-keep-fraction", type=float, default=0.5, show_default=True,
                      help="Per-class floor: every class keeps at least this fraction of its instances (and one)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _apply(options, command)
 
 
 def dataset_options(command):
@@ -59,9 +64,7 @@ def dataset_options(command):
         click.option("--data-dir", type=click.Path(file_okay=False), default=None,
                      help="TFDS data directory holding local copies of TFDS datasets (else $TFDS_DATA_DIR)."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _apply(options, command)
 
 
 def model_options(command):
@@ -71,9 +74,7 @@ def model_options(command):
                      help="A .keras model, or a keras-itl train output directory."),
         click.option("--target", default=None, help="Target dataset spec. [default: the training run's target]"),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return dataset_options(command)
+    return dataset_options(_apply(options, command))
 
 
 def run_dataset_options(model_path: str, target: str | None, seed: int | None, val_fraction: float | None,
