@@ -138,16 +138,14 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, ba
     from keras_itl.reports import format_metrics, write_evaluation
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
-    metrics, info = evaluate_saved_model(model_path, target, split=split, **options)
+    metrics, data = evaluate_saved_model(model_path, target, split=split, **options)
     click.echo(format_metrics(metrics, split))
-    paths = write_evaluation(metrics, info.class_names, output or model_dir, split)
+    paths = write_evaluation(metrics, data.info.class_names, output or model_dir, split)
     click.echo(f"wrote {paths['metrics']} and {paths['confusion']}")
     if baseline is not None:
         from keras_itl.blessing import bless_candidate
-        from keras_itl.datasets import load_dataset
 
-        blessing = bless_candidate(model_path, metrics.error_rate, baseline, load_dataset(target, **options),
-                                   split=split, threshold=threshold)
+        blessing = bless_candidate(model_path, metrics.error_rate, baseline, data, split=split, threshold=threshold)
         click.echo(f"{blessing.describe()} - wrote {blessing.write(output or model_dir)}")
 
 

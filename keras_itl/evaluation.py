@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_itl.datasets import DatasetInfo, Split, load_dataset, make_batches
+from keras_itl.datasets import Split, TargetDataset, load_dataset, make_batches
 from keras_itl.errors import UserError
 
 _EPSILON = 1e-7  # the same probability clip Keras applies in its cross-entropy
@@ -94,11 +94,14 @@ def load_trained_model(path: str | os.PathLike) -> keras.Model:
 
 
 def evaluate_saved_model(model_path: str | os.PathLike, target: str, *, split: str = "test",
-                         **dataset_options) -> tuple[Metrics, DatasetInfo]:
-    """Evaluate a saved model on a split of a target dataset (options as for ``load_dataset``)."""
+                         **dataset_options) -> tuple[Metrics, TargetDataset]:
+    """Evaluate a saved model on a split of a target dataset (options as for ``load_dataset``).
+
+    The loaded dataset is returned too, so callers (e.g. blessing against a baseline) need not load it again.
+    """
     model = load_trained_model(model_path)
     data = load_dataset(target, **dataset_options)
     if model.output_shape[-1] != data.info.num_classes:
         raise UserError(f"the model predicts {model.output_shape[-1]} classes but {target} has "
                         f"{data.info.num_classes}")
-    return evaluate_model(model, data.split(split), class_names=data.info.class_names), data.info
+    return evaluate_model(model, data.split(split), class_names=data.info.class_names), data
