@@ -17,6 +17,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_itl.export import export_model, run_metadata
 from keras_itl.plots import plot_validation_accuracy
@@ -76,6 +77,7 @@ class MethodRun:
     seconds: float
     stage_seconds: dict[str, float]
     run_dir: str
+    noise_detection: dict | None = None  # dropped set vs deliberately flipped labels (instance, noisy presets)
 
 
 def _method_run(result: TransferResult) -> MethodRun:
@@ -87,7 +89,8 @@ def _method_run(result: TransferResult) -> MethodRun:
     return MethodRun(arch=result.config.arch, method=result.config.method, seed=result.config.seed,
                      test_error=result.test.error_rate, test_loss=result.test.loss,
                      val_loss=min(val_losses) if val_losses else float("inf"), dropped=result.dropped,
-                     seconds=result.seconds, stage_seconds=stages, run_dir=str(result.output_dir))
+                     seconds=result.seconds, stage_seconds=stages, run_dir=str(result.output_dir),
+                     noise_detection=(result.influence or {}).get("label_noise_detection"))
 
 
 def summarise(runs: list[MethodRun], preset: Preset) -> list[dict]:
@@ -107,7 +110,39 @@ def summarise(runs: list[MethodRun], preset: Preset) -> list[dict]:
                          "dropped_mean": float(np.mean([r.dropped for r in group])),
                          "seconds_mean": float(np.mean([r.seconds for r in group])),
                          "paper_error": preset.paper_error(arch, method)})
+            detections = [r.noise_detection for r in group if r.noise_detection]
+            if detections:
+                rows[-1]["noise_detection"] = _noise_detection_summary(detections)
     return rows
+
+
+def _noise_detection_summary(detections: list[dict]) -> dict:
+    """Mean ± std over seeds of the dropped set's precision and recall against the flipped ids."""
+    summary = {"flipped_mean": float(np.mean([d["flipped"] for d in detections]))}
+    for key in ("precision", "recall"):
+        values = np.array([np.nan if d[key] is None else d[key] for d in detections], dtype=float)
+        summary[f"{key}s"] = [None if np.isnan(v) else float(v) for v in values]
+        summary[f"{key}_mean"] = float(np.nanmean(values)) if not np.isnan(values).all() else None
+        summary[f"{key}_std"] = float(np.nanstd(values, ddof=1)) if np.count_nonzero(~np.isnan(values)) > 1 else 0.0
+    return summary
+
+
+def _noise_detection_lines(rows: list[dict]) -> list[str]:
+    """Sentences under the table: how well each method's dropped set matched the flipped labels."""
+    lines = []
+    for row in rows:
+        detection = row.get("noise_detection")
+        if not detection:
+            continue
+        parts = []
+        for key in ("precision", "recall"):
+            mean = detection[f"{key}_mean"]
+            per_seed = ", ".join("-" if v is None else f"{v:.2f}" for v in detection[f"{key}s"])
+            parts.append(f"{key} {'-' if mean is None else format(mean, '.2f')} ± {detection[f'{key}_std']:.2f} "
+                         f"(per seed: {per_seed})")
+        lines.append(f"- {row['arch']} {row['method']}: dropped set vs the {detection['flipped_mean']:.0f} "
+                     f"deliberately flipped training labels - {'; '.join(parts)}")
+    return ["", "Label-noise detection:", *lines] if lines else []
 
 
 def results_markdown(preset: Preset, rows: list[dict], seeds: int) -> str:
@@ -127,7 +162,7 @@ def results_markdown(preset: Preset, rows: list[dict], seeds: int) -> str:
         if paper:
             line += f" {'' if row['paper_error'] is None else format(row['paper_error'], '.2f')} |"
         lines.append(line)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _noise_detection_lines(rows)) + "\n"
 
 
 @dataclass
@@ -154,11 +189,12 @@ def _curves(result: TransferResult) -> list[float]:
 
 def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int = 1, overrides: dict | None = None,
                    export_base: str | os.PathLike | None = "saved_models", resume: bool = False,
-                   verbose: bool = True) -> ExperimentResult:
+                   strategy: tf.distribute.Strategy | None = None, verbose: bool = True) -> ExperimentResult:
     """Run every (arch, seed, method) of the preset and write results, plots and the best model.
 
     ``resume`` continues an interrupted experiment: finished runs are reused, the interrupted one
-    continues from its checkpoint.
+    continues from its checkpoint. ``strategy`` is the distribution strategy of every run (default:
+    ``make_strategy()``, all local GPUs or CPUs, or the TF_CONFIG cluster).
     """
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -168,7 +204,8 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
     for number, config in enumerate(configs, start=1):
         if verbose:
             print(f"[{number}/{len(configs)}] {config.arch} seed {config.seed}: {config.method}", flush=True)
-        result = run_transfer(config, run_dir_for(output_dir, config), resume=resume, verbose=False)
+        result = run_transfer(config, run_dir_for(output_dir, config), resume=resume, strategy=strategy,
+                              verbose=False)
         run = _method_run(result)
         runs.append(run)
         if verbose:

@@ -28,7 +28,7 @@ from keras_itl.errors import UserError
 from keras_itl.evaluation import Metrics, evaluate_model
 from keras_itl.export import export_model, run_metadata
 from keras_itl.influence import InfluenceConfig, SolverOptions, compute_influence
-from keras_itl.influence_report import describe_selection, write_influence_report
+from keras_itl.influence_report import describe_selection, noise_detection, write_influence_report
 from keras_itl.plots import plot_training_curves
 from keras_itl.reports import write_evaluation
 from keras_itl.selection import parse_policy, select_drops
@@ -256,6 +256,8 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
     files = write_influence_report(influence, selection, train, data.info.class_names, run_dir,
                                    flipped_ids=data.info.flipped_ids)
     report = {**influence.summary(), "selection": selection.to_dict(), "refit_epochs": refit_config.epochs}
+    if data.info.flipped_ids:
+        report["label_noise_detection"] = noise_detection(selection.drop_ids, data.info.flipped_ids)
     return phases + history, report, files
 
 

@@ -16,7 +16,7 @@ from keras_itl.datasets import (
     make_batches,
     parse_imbalance,
 )
-from keras_itl.datasets.sampling import allocate
+from keras_itl.datasets.sampling import allocate, imbalance_indices
 from keras_itl.errors import UserError
 
 
@@ -114,6 +114,13 @@ def test_imbalance_accepts_a_class_name_and_subsamples_the_majority_when_others_
     counts = skewed.split("train").class_counts(10)
     assert abs(counts[7] / counts.sum() - 0.05) <= 1 / counts.sum()
     np.testing.assert_array_equal(np.delete(counts, 7), np.delete(digits.split("train").class_counts(10), 7))
+
+
+def test_imbalance_keeps_every_class_when_the_majority_is_too_small_to_reach_its_share():
+    # CIFAR-100 after a 10% val split: 450 per class; 90% for class 0 would leave 50 for 99 classes
+    labels = np.repeat(np.arange(100), 450)
+    counts = np.bincount(labels[imbalance_indices(labels, 0, 0.9, 100, np.random.default_rng(0))], minlength=100)
+    assert counts[0] == 450 and np.all(counts[1:] == 1)  # one each, the majority all it has: 82%, not 90%
 
 
 def test_label_noise_flips_exactly_the_requested_labels(digits):

@@ -79,17 +79,19 @@ def imbalance_indices(
 
     All majority examples are kept when the other classes have enough examples to make up the
     rest; the others are then drawn stratified. Otherwise all others are kept and the majority
-    class is subsampled instead.
+    class is subsampled instead. Every class keeps at least one example: with many classes (e.g.
+    CIFAR-100 at 90%, which would leave 50 examples for 99 classes) the majority's share then comes
+    out below ``share``, because it has too few examples to outweigh one example of each other class.
     """
     counts = np.bincount(labels, minlength=num_classes)
     others = counts.copy()
     others[majority] = 0
     needed_others = round(counts[majority] * (1 - share) / share)
-    quotas = allocate(needed_others, others)
-    if needed_others > others.sum():
-        quotas[majority] = min(counts[majority], max(1, round(others.sum() * share / (1 - share))))
-    else:
+    quotas = allocate(max(needed_others, int(np.count_nonzero(others))), others)
+    if quotas.sum() == needed_others:
         quotas[majority] = counts[majority]
+    else:
+        quotas[majority] = min(counts[majority], max(1, round(quotas.sum() * share / (1 - share))))
     return pick_per_class(labels, quotas, rng)
 
 
