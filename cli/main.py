@@ -96,7 +96,8 @@ def main() -> None:
 def train(target, source, arch, method, weights, epochs, head_epochs, source_epochs, batch_size, lr,
           fine_tune_lr_factor, fine_tune_layers, optimizer, lr_schedule, patience, image_size, seed, val_fraction,
           data_dir, max_train_examples, imbalance, label_noise, output, resume, export_name, export_base, quiet, policy,
-          scope, solver, damping, max_drop_fraction, min_class_keep_fraction, instance_start, refit_epochs) -> None:
+          scope, solver, damping, damping_retries, max_drop_fraction, min_class_keep_fraction, instance_start,
+          refit_epochs) -> None:
     """Train a target model from scratch, by fine-tuning a source network, or instance-based, then test it."""
     from keras_itl.export import validate_model_name
     from keras_itl.transfer import InstanceOptions, TransferConfig, run_transfer
@@ -110,6 +111,7 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
         val_fraction=0.1 if val_fraction is None else val_fraction, max_train_examples=max_train_examples,
         imbalance=imbalance, label_noise=label_noise, data_dir=data_dir,
         instance=InstanceOptions(policy=policy, scope=scope, solver=solver, damping=damping,
+                                 damping_retries=damping_retries,
                                  max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
                                  start=instance_start, refit_epochs=refit_epochs))
     output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", f"{arch}-{source or 'scratch'}-to-{target}-{method}")
@@ -163,14 +165,14 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, ba
               help="Where to write influence.csv, influence.json and the PNGs. [default: <model dir>/influence]")
 @click.option("--quiet", is_flag=True, help="Only the final summary lines.")
 @user_errors
-def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, damping, max_drop_fraction,
-              min_class_keep_fraction, policy, check_loo, batch_size, output, quiet) -> None:
+def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, damping, damping_retries,
+              max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
     from keras_itl.influence_workflow import inspect_influence
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     lines = inspect_influence(model_path, target, options, output or model_dir / "influence", scope=scope,
-                              solver=solver, damping=damping, policy=policy, max_drop_fraction=max_drop_fraction,
+                              solver=solver, damping=damping, damping_retries=damping_retries, policy=policy, max_drop_fraction=max_drop_fraction,
                               min_class_keep_fraction=min_class_keep_fraction, batch_size=batch_size,
                               check_loo=check_loo, verbose=not quiet)
     for line in lines:

@@ -46,6 +46,9 @@ def influence_options(command):
                      help="Inverse-Hessian-vector solver: conjugate gradient, dense exact (small scopes) or LiSSA."),
         click.option("--damping", type=float, default=0.01, show_default=True,
                      help="Damping added to the Hessian (H + damping*I) so the solve is well posed for deep nets."),
+        click.option("--damping-retries", type=click.IntRange(min=0), default=3, show_default=True,
+                     help="When the solve fails (not positive definite, no convergence), retry this many times, "
+                          "each with 10x the damping; the damping used is reported."),
         click.option("--max-drop-fraction", type=float, default=0.5, show_default=True,
                      help="Never drop more than this fraction of the training instances."),
         click.option("--min-class-keep-fraction", type=float, default=0.5, show_default=True,

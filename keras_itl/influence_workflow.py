@@ -15,7 +15,7 @@ from keras_itl.errors import UserError
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,
                       output_dir: str | os.PathLike, *, scope: str = "head", solver: str = "cg",
-                      damping: float = 0.01, policy: str = "sign", max_drop_fraction: float = 0.5,
+                      damping: float = 0.01, damping_retries: int = 0, policy: str = "sign", max_drop_fraction: float = 0.5,
                       min_class_keep_fraction: float = 0.5, batch_size: int = 64, check_loo: int | None = None,
                       verbose: bool = True) -> list[str]:
     """Score, select and report; optionally check against leave-one-out retraining. Returns summary lines."""
@@ -25,7 +25,8 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
     data = load_dataset(target, **dataset_options)
     train, val = data.split("train"), data.split("val")
     config = InfluenceConfig(scope=scope, batch_size=batch_size,
-                             solver=SolverOptions(solver=solver, damping=damping, seed=dataset_options.get("seed", 0)))
+                             solver=SolverOptions(solver=solver, damping=damping, damping_retries=damping_retries,
+                                                  seed=dataset_options.get("seed", 0)))
     result = compute_influence(model, train, val, config, verbose=verbose)
     selection = select_drops(result.table.ids, result.table.labels, result.table.predicted_delta_val_loss,
                              policy=policy, class_names=data.info.class_names, max_drop_fraction=max_drop_fraction,

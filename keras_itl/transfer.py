@@ -52,14 +52,20 @@ class InstanceOptions:
     min_class_keep_fraction: float = 0.5
     start: str = "source"
     refit_epochs: int | None = None
+    damping_retries: int = 3  # a failed solve after a long warm-up retries at 10x damping, not crash
 
     def __post_init__(self) -> None:
         parse_policy(self.policy)
-        SolverOptions(solver=self.solver, damping=self.damping)
+        self.solver_options()
         if self.start not in INSTANCE_STARTS:
             raise UserError(f"unknown instance start {self.start!r}; choose one of: {', '.join(INSTANCE_STARTS)}")
         if self.refit_epochs is not None and self.refit_epochs <= 0:
             raise UserError(f"refit epochs must be positive, got {self.refit_epochs}")
+
+    def solver_options(self, seed: int = 0) -> SolverOptions:
+        """The influence solver settings these options describe."""
+        return SolverOptions(solver=self.solver, damping=self.damping, damping_retries=self.damping_retries,
+                             seed=seed)
 
 
 @dataclass(frozen=True)
@@ -223,8 +229,7 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
                         verbose=verbose, prefix="warmup-")
     influence = compute_influence(
         model, train, val, InfluenceConfig(scope=options.scope, batch_size=max(config.batch_size, 64),
-                                           solver=SolverOptions(solver=options.solver, damping=options.damping,
-                                                                seed=config.seed)), verbose=verbose)
+                                           solver=options.solver_options(seed=config.seed)), verbose=verbose)
     start_weights = source_weights if options.start == "source" else model.get_weights()
     refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
     refit_config = replace(config, epochs=options.refit_epochs or config.epochs)

@@ -14,7 +14,7 @@ from keras_itl.errors import UserError
 from keras_itl.influence import InfluenceConfig, SolverError, SolverOptions, compute_influence, select_scope
 from keras_itl.influence.derivatives import LossDerivatives
 from keras_itl.influence.loo import check_leave_one_out
-from keras_itl.influence.solvers import solve_cg, solve_exact
+from keras_itl.influence.solvers import solve, solve_cg, solve_exact
 from keras_itl.training import TrainConfig, make_strategy, train_model
 from tests.helpers import bright_quadrant_split
 
@@ -202,3 +202,25 @@ def test_indefinite_systems_are_refused_not_solved():
     matrix = tf.constant(indefinite, tf.float32)
     with pytest.raises(SolverError, match="curvature"):
         solve_cg(lambda v: tf.linalg.matvec(matrix, v), target, 1e-6, 10)
+
+
+def test_failed_solves_retry_with_ten_times_the_damping_when_allowed():
+    indefinite = np.diag([2.0, 1.0, -0.5])  # H + damping*I is positive definite from damping 0.5 on
+    target = tf.constant([1.0, 1.0, 1.0])
+    matrix = tf.constant(indefinite, tf.float32)
+
+    def product(vector):
+        return tf.linalg.matvec(matrix, vector)
+
+    def run(retries):
+        heard = []
+        solution, report = solve(SolverOptions(solver="cg", damping=0.01, damping_retries=retries), target,
+                                 product, lambda v, rng: product(v), lambda: indefinite, 3, notify=heard.append)
+        return solution, report, heard
+
+    with pytest.raises(SolverError, match="curvature"):
+        run(retries=1)  # 0.01 -> 0.1: still indefinite, and the last failure is what the caller sees
+    solution, report, heard = run(retries=3)  # 0.01 -> 0.1 -> 1.0 solves
+    assert report.damping == pytest.approx(1.0) and report.requested_damping == 0.01 and report.converged
+    assert len(heard) == 2 and "retrying with damping 1" in heard[-1]
+    np.testing.assert_allclose(solution.numpy(), 1 / (np.diag(indefinite) + 1.0), rtol=1e-5)

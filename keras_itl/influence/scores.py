@@ -141,11 +141,13 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
     started = time.perf_counter()
     solution, report = solve(config.solver, val_gradient, hessian_product, sampled_product,
                              lambda: derivatives.hessian(hessian_batches, len(hessian_split)),
-                             scope.num_parameters, _progress(config.solver.solver, verbose))
+                             scope.num_parameters, _progress(config.solver.solver, verbose),
+                             notify=(lambda message: print(f"influence: {message}", flush=True)) if verbose else None)
     timings["solve"] = time.perf_counter() - started
     if verbose:
         print(f"influence: {report.solver} solve on {scope.num_parameters} parameters ({scope.name} scope): "
-              f"{report.iterations} iterations, relative residual {report.residual:.2g}, {report.seconds:.1f}s",
+              f"{report.iterations} iterations, damping {report.damping:g}, relative residual {report.residual:.2g}, "
+              f"{report.seconds:.1f}s",
               flush=True)
 
     started = time.perf_counter()

@@ -6,16 +6,17 @@
   fixed point is scale * (H + damping*I)^-1 v; H_j is the Hessian on a random minibatch.
 
 A Hessian plus damping that is not positive definite (CG meets curvature <= 0, exact finds an
-eigenvalue <= 0, LiSSA blows up) is an error, never a silently wrong answer. Every solver's result
-is checked with one more Hessian-vector product: the reported residual is
-||(H + damping*I) s - v|| / ||v||.
+eigenvalue <= 0, LiSSA blows up) is an error, never a silently wrong answer - unless the caller
+allows ``damping_retries``: then the solve is repeated with ten times the damping, and the report
+says which damping the solution is for. Every solver's result is checked with one more
+Hessian-vector product: the reported residual is ||(H + damping*I) s - v|| / ||v||.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import tensorflow as tf
@@ -43,6 +44,7 @@ class SolverReport:
     converged: bool
     seconds: float
     min_eigenvalue: float | None = None
+    requested_damping: float | None = None  # set when retries raised the damping above the requested one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +63,7 @@ class SolverOptions:
     lissa_repeats: int = 1
     lissa_batch_size: int | None = None
     seed: int = 0
+    damping_retries: int = 0
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
@@ -71,6 +74,8 @@ class SolverOptions:
             raise UserError("cg tolerance and max iterations must be positive")
         if self.lissa_scale <= 0 or self.lissa_depth <= 0 or self.lissa_repeats <= 0:
             raise UserError("lissa scale, depth and repeats must be positive")
+        if self.damping_retries < 0:
+            raise UserError(f"damping retries must be >= 0, got {self.damping_retries}")
 
 
 def _relative_residual(damped_product: HessianProduct, solution: tf.Tensor, target: tf.Tensor) -> float:
@@ -138,11 +143,42 @@ def solve_lissa(sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.T
     return tf.add_n(estimates) / len(estimates)
 
 
+RETRY_DAMPING_FACTOR = 10.0
+MIN_RETRY_DAMPING = 1e-3  # a retry from zero damping starts here
+
+
 def solve(options: SolverOptions, target: tf.Tensor, hessian_product: HessianProduct,
           sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.Tensor],
           dense_hessian: Callable[[], np.ndarray], num_parameters: int,
-          progress: Callable[[int, float], None] | None = None) -> tuple[tf.Tensor, SolverReport]:
-    """s = (H + damping*I)^-1 target with the chosen solver, plus its diagnostics."""
+          progress: Callable[[int, float], None] | None = None,
+          notify: Callable[[str], None] | None = None) -> tuple[tf.Tensor, SolverReport]:
+    """s = (H + damping*I)^-1 target with the chosen solver, plus its diagnostics.
+
+    A failed solve is retried up to ``options.damping_retries`` times, each with ten times the
+    damping (``notify`` hears why); the last failure is raised.
+    """
+    attempt, retries = options, options.damping_retries
+    while True:
+        try:
+            solution, report = _solve_once(attempt, target, hessian_product, sampled_product, dense_hessian,
+                                           num_parameters, progress)
+            break
+        except SolverError as error:
+            if retries == 0:
+                raise
+            retries -= 1
+            attempt = replace(attempt, damping=max(attempt.damping * RETRY_DAMPING_FACTOR, MIN_RETRY_DAMPING))
+            if notify is not None:
+                notify(f"{error}; retrying with damping {attempt.damping:g}")
+    if attempt.damping != options.damping:
+        report.requested_damping = options.damping
+    return solution, report
+
+
+def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: HessianProduct,
+                sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.Tensor],
+                dense_hessian: Callable[[], np.ndarray], num_parameters: int,
+                progress: Callable[[int, float], None] | None) -> tuple[tf.Tensor, SolverReport]:
     started = time.perf_counter()
 
     def damped_product(vector: tf.Tensor) -> tf.Tensor:
