@@ -16,6 +16,11 @@ tf.config.set_logical_device_configuration(
 import pytest  # noqa: E402
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow end-to-end tests first, so parallel workers do not end waiting on one long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Keep pretrained-source caches out of the user's home directory."""
