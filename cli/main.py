@@ -172,8 +172,9 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     lines = inspect_influence(model_path, target, options, output or model_dir / "influence", scope=scope,
-                              solver=solver, damping=damping, damping_retries=damping_retries, policy=policy, max_drop_fraction=max_drop_fraction,
-                              min_class_keep_fraction=min_class_keep_fraction, batch_size=batch_size,
+                              solver=solver, damping=damping, damping_retries=damping_retries, policy=policy,
+                              max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
+                              batch_size=batch_size,
                               check_loo=check_loo, verbose=not quiet)
     for line in lines:
         click.echo(line)

@@ -15,8 +15,8 @@ from keras_itl.errors import UserError
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,
                       output_dir: str | os.PathLike, *, scope: str = "head", solver: str = "cg",
-                      damping: float = 0.01, damping_retries: int = 0, policy: str = "sign", max_drop_fraction: float = 0.5,
-                      min_class_keep_fraction: float = 0.5, batch_size: int = 64, check_loo: int | None = None,
+                      damping: float = 0.01, damping_retries: int = 0, policy: str = "sign",
+                      max_drop_fraction: float = 0.5, min_class_keep_fraction: float = 0.5, batch_size: int = 64, check_loo: int | None = None,
                       verbose: bool = True) -> list[str]:
     """Score, select and report; optionally check against leave-one-out retraining. Returns summary lines."""
     if parse_policy(policy).kind == "auto":

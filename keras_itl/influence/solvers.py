@@ -157,11 +157,14 @@ def solve(options: SolverOptions, target: tf.Tensor, hessian_product: HessianPro
     A failed solve is retried up to ``options.damping_retries`` times, each with ten times the
     damping (``notify`` hears why); the last failure is raised.
     """
+    if options.solver == "exact" and num_parameters > EXACT_MAX_PARAMETERS:  # no damping changes this
+        raise SolverError(f"the exact solver forms a dense Hessian and is limited to {EXACT_MAX_PARAMETERS} "
+                          f"parameters; this scope has {num_parameters}: use --solver cg")
     attempt, retries = options, options.damping_retries
     while True:
         try:
             solution, report = _solve_once(attempt, target, hessian_product, sampled_product, dense_hessian,
-                                           num_parameters, progress)
+                                           progress)
             break
         except SolverError as error:
             if retries == 0:
@@ -177,7 +180,7 @@ def solve(options: SolverOptions, target: tf.Tensor, hessian_product: HessianPro
 
 def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: HessianProduct,
                 sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.Tensor],
-                dense_hessian: Callable[[], np.ndarray], num_parameters: int,
+                dense_hessian: Callable[[], np.ndarray],
                 progress: Callable[[int, float], None] | None) -> tuple[tf.Tensor, SolverReport]:
     started = time.perf_counter()
 
@@ -187,9 +190,6 @@ def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: Hess
     smallest = None
     iterations = 1
     if options.solver == "exact":
-        if num_parameters > EXACT_MAX_PARAMETERS:
-            raise SolverError(f"the exact solver forms a dense Hessian and is limited to {EXACT_MAX_PARAMETERS} "
-                              f"parameters; this scope has {num_parameters}: use --solver cg")
         solution, smallest = solve_exact(dense_hessian(), target, options.damping)
     elif options.solver == "cg":
         solution, iterations, _ = solve_cg(damped_product, target, options.cg_tolerance,
