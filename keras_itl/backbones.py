@@ -12,7 +12,7 @@ from typing import Callable
 
 import keras
 
-from keras_itl.errors import UserError
+from keras_itl.errors import UserError, network_failure, one_line
 
 BACKBONE_NAME = "backbone"
 HEAD_NAME = "head"
@@ -86,13 +86,15 @@ def _small_cnn(input_shape: tuple[int, int, int]) -> keras.Model:
     return keras.Model(inputs, x, name=BACKBONE_NAME)
 
 
-def _imagenet_weights_error(arch: str, error: Exception) -> UserError:
-    return UserError(
-        f"ImageNet weights for {arch} are not available ({type(error).__name__}: "
-        f"{str(error).splitlines()[0] if str(error) else 'download failed'}); download the "
-        f"'{arch}' no-top weights file where you have network access and pass --weights PATH, "
-        "or place it under $KERAS_HOME/models/"
-    )
+def _imagenet_weights_error(arch: str, weights: str, error: Exception) -> UserError:
+    """Why the weights did not load, in one line, with the way to pass a local weights file."""
+    hint = (f"download the '{arch}' no-top weights file where you have network access and pass "
+            "--weights PATH, or place it under $KERAS_HOME/models/")
+    cause = network_failure(error)
+    if cause is not None:
+        return UserError(f"ImageNet weights for {arch} could not be downloaded: the network is unreachable "
+                         f"({one_line(cause)}); {hint}")
+    return UserError(f"ImageNet weights for {arch} could not be loaded from {weights!r} ({one_line(error)}); {hint}")
 
 
 def _application_backbone(
@@ -104,7 +106,7 @@ def _application_backbone(
     except Exception as error:  # urllib, h5py and Keras raise many unrelated types
         if weights is None:
             raise
-        raise _imagenet_weights_error(arch, error) from error
+        raise _imagenet_weights_error(arch, weights, error) from error
     # Re-wrap so the sub-model carries a stable name whatever Keras calls the application.
     return keras.Model(base.input, base.output, name=BACKBONE_NAME)
 

@@ -3,6 +3,7 @@
 Logical devices must be configured before TensorFlow runs its first op, hence at import time here.
 """
 import os
+import socket
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,3 +26,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _private_cache(tmp_path_factory, monkeypatch):
     """Keep pretrained-source caches out of the user's home directory."""
     monkeypatch.setenv("KERAS_ITL_CACHE", str(tmp_path_factory.getbasetemp() / "keras-itl-cache"))
+
+
+@pytest.fixture
+def unreachable_network(monkeypatch):
+    """Every host name fails to resolve at once, as on a machine without network, whatever machine runs the test."""
+    def unresolvable(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)

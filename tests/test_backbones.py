@@ -47,13 +47,6 @@ def test_unknown_architecture_lists_the_choices():
         build_model("alexnet", 3)
 
 
-def test_offline_imagenet_weights_give_a_one_line_hint(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no cached weights to fall back on
-    with pytest.raises(UserError, match="--weights PATH") as caught:
-        build_model("vgg16", 3, image_size=32, weights="imagenet")
-    assert "\n" not in str(caught.value)
-
-
 def test_missing_local_weights_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--weights PATH"):
         build_model("resnet50", 3, image_size=32, weights=str(tmp_path / "missing.h5"))

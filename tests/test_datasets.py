@@ -208,7 +208,7 @@ def test_tfds_download_failure_is_a_user_error(monkeypatch, tmp_path):
         raise ConnectionError("Failed to resolve host")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
-    with pytest.raises(UserError, match="not available offline.*--data-dir or TFDS_DATA_DIR"):
+    with pytest.raises(UserError, match="network is unreachable.*--data-dir or TFDS_DATA_DIR"):
         load_dataset("cifar10", data_dir=str(tmp_path))
 
 

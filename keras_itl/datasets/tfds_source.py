@@ -3,7 +3,7 @@
 Any TFDS dataset with an ``image`` feature and a class-label ``label`` feature works. Its
 ``train`` split is the train pool and its ``test`` split, when it has one, the test split. Data
 must already be on disk (``data_dir`` or TFDS_DATA_DIR) when there is no network; a failed
-download becomes a UserError saying so.
+download becomes a UserError that says whether the network or something else failed.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from keras_itl.datasets.containers import Split
 from keras_itl.datasets.images import stack_images
 from keras_itl.datasets.source import SourceData, make_ids
-from keras_itl.errors import UserError
+from keras_itl.errors import UserError, network_failure, one_line
 
 # TFDS stores EMNIST images transposed relative to MNIST; these datasets are flipped back on load.
 _TRANSPOSED = ("emnist",)
@@ -26,13 +26,8 @@ def load_tfds(name: str, data_dir: str | None) -> SourceData:
     _check_features(name, builder.info.features)
     try:
         builder.download_and_prepare()
-    except Exception as exc:  # network, quota or missing extras: whatever it is, there is no local copy
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise UserError(
-            f"TFDS dataset {name!r} is not available offline (expected in {builder.data_dir}; "
-            f"{type(exc).__name__}: {first_line}); prepare it on a machine with network access "
-            f"(`tfds build {name}`) and point --data-dir or TFDS_DATA_DIR at that data directory"
-        ) from exc
+    except Exception as exc:  # TFDS raises whatever its download and build layers raise
+        raise _prepare_error(name, builder.data_dir, exc) from exc
 
     canonical = builder.info.name + (f"/{builder.builder_config.name}" if builder.builder_config else "")
     split_names = set(builder.info.splits)
@@ -46,6 +41,18 @@ def load_tfds(name: str, data_dir: str | None) -> SourceData:
         class_names=list(builder.info.features["label"].names),
         train=_read_split(builder, "train", canonical),
         test=_read_split(builder, "test", canonical) if has_test else None,
+    )
+
+
+def _prepare_error(name: str, data_dir: str, error: Exception) -> UserError:
+    """A one-line error naming the real cause: no network, or whatever else broke the prepare step."""
+    cause = network_failure(error)
+    if cause is None:
+        return UserError(f"TFDS dataset {name!r} could not be prepared in {data_dir}: {one_line(error)}")
+    return UserError(
+        f"TFDS dataset {name!r} could not be downloaded: the network is unreachable ({one_line(cause)}); "
+        f"prepare it where there is network access (`tfds build {name} --data_dir DIR`) and point "
+        f"--data-dir or TFDS_DATA_DIR at DIR (looked in {data_dir})"
     )
 
 
