@@ -39,10 +39,12 @@ def _forward(model: keras.Model):
     """The model's inference pass as one traced function per model, so repeated evaluations stay fast.
 
     Keras' own predict machinery is avoided on purpose: under a multi-replica strategy it returns
-    per-replica copies of the outputs.
+    per-replica copies of the outputs. The function reaches the model through a weak reference:
+    a cached function holding the model would keep every evaluated model (and its graph) alive.
     """
     if model not in _FORWARD:
-        _FORWARD[model] = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+        model_ref = weakref.ref(model)
+        _FORWARD[model] = tf.function(lambda images: model_ref()(images, training=False), reduce_retracing=True)
     return _FORWARD[model]
 
 
