@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_itl.datasets import Split, make_batches

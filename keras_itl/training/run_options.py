@@ -25,6 +25,15 @@ def option_flag(field: str) -> str:
     return FLAGS.get(field, "--" + field.rsplit(".", 1)[-1].replace("_", "-"))
 
 
+def changed_option(what: str, field: str, now, before) -> UserError:
+    """The one-line refusal to resume ``what`` because ``field`` changed from ``before`` to ``now``."""
+    def show(value) -> str:
+        return "unset" if value is None else str(value)
+
+    return UserError(f"cannot resume {what}: {option_flag(field)} is {show(now)} but the checkpointed run used "
+                     f"{show(before)}; rerun with the original value or train into another --output")
+
+
 def _flatten(options: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in options.items():
@@ -52,9 +61,7 @@ def guard_run_options(output_dir: str | os.PathLike, options: dict, *, resume: b
         recorded = _flatten(json.loads(path.read_text()))
         for field, value in _flatten(current).items():
             if recorded.get(field) != value:
-                raise UserError(
-                    f"cannot resume {output_dir}: {option_flag(field)} is {value} but the checkpointed run used "
-                    f"{recorded.get(field)}; rerun with the original value or train into another --output")
+                raise changed_option(str(output_dir), field, value, recorded.get(field))
         return
     if not resume and chief and _has_checkpoints(output_dir):
         raise UserError(f"{output_dir} already holds a checkpointed run; pass --resume to continue it "

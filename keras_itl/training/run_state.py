@@ -25,11 +25,7 @@ import keras
 import tensorflow as tf
 
 from keras_itl.errors import UserError
-
-
-def _flag(setting: str) -> str:
-    """The ``keras-itl train`` option a loop setting comes from."""
-    return {"learning_rate": "--lr"}.get(setting, "--" + setting.replace("_", "-"))
+from keras_itl.training.run_options import changed_option
 
 
 def checkpoints_newest_first(directory: Path) -> list[Path]:
@@ -95,7 +91,7 @@ class RunState:
         for prefix in candidates:
             try:
                 self._checkpoint.restore(str(prefix)).expect_partial()
-            except (tf.errors.OpError, ValueError) as error:
+            except Exception as error:  # noqa: BLE001 - TF's checkpoint readers raise many types on bad files
                 detail = (str(error).strip().splitlines() or [""])[0]
                 print(f"warning: checkpoint {prefix} is unreadable ({type(error).__name__}: {detail}); "
                       "trying the previous one", file=sys.stderr, flush=True)
@@ -114,8 +110,7 @@ class RunState:
         saved_settings = json.loads(saved)
         for key, value in self._expected_settings.items():
             if saved_settings.get(key) != value:
-                raise UserError(f"cannot resume {self.name}: {_flag(key)} is {value} but the checkpointed run "
-                                f"used {saved_settings.get(key)}; rerun with the original value or another --output")
+                raise changed_option(self.name, key, value, saved_settings.get(key))
 
     def end_epoch(self, record: dict, improved: bool) -> None:
         """Record a completed epoch and commit it: weights, best weights and history in one checkpoint."""

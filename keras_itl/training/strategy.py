@@ -70,7 +70,7 @@ def check_workers_agree(strategy: tf.distribute.Strategy, value: int, what: str)
     def gather():
         return tf.distribute.get_replica_context().all_gather(tf.constant([float(value)]), axis=0)
 
-    values = strategy.experimental_local_results(strategy.run(gather))[0].numpy()
+    values = strategy.experimental_local_results(tf.function(lambda: strategy.run(gather))())[0].numpy()
     lowest, highest = values.min(), values.max()
     if highest != lowest:
         raise UserError(f"{what} differs between workers ({lowest:.0f} to {highest:.0f}): every worker must "
