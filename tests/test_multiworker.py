@@ -1,0 +1,93 @@
+"""Multi-worker training on localhost: two ``keras-itl train`` processes under MultiWorkerMirroredStrategy.
+
+A run killed mid-way and resumed must end with the weights of an uninterrupted run (every worker
+resumes from the chief's checkpoint), and only the chief writes outputs. Workers are separate
+processes (a MultiWorkerMirroredStrategy must be the first TF thing in its process).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_itl.training.launcher import local_tf_configs
+
+TIMEOUT_SECONDS = 900  # 2 shared cores: worker start-up and collectives are slow under load
+EPOCHS = 4
+TRAIN_ARGS = ["train", "--target", "digits", "--max-train-examples", "160", "--epochs", str(EPOCHS),
+              "--batch-size", "32", "--image-size", "12", "--quiet", "--export", "mw"]
+
+
+def _command(output: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "keras_itl.cli.main", *TRAIN_ARGS, "--output", str(output),
+            "--export-base", str(output.parent / "saved_models"), *extra]
+
+
+def _env(scratch: Path) -> dict:
+    env = {**os.environ, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _start_workers(command: list[str], scratch: Path) -> list[subprocess.Popen]:
+    return [subprocess.Popen(command, env={**_env(scratch), "TF_CONFIG": tf_config}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+            for tf_config in local_tf_configs(2)]
+
+
+def _kill_when(processes: list[subprocess.Popen], path: Path) -> None:
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while not path.exists():
+        assert all(p.poll() is None for p in processes), "a worker ended before it could be killed"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+
+
+def _run(command: list[str], scratch: Path) -> tuple[str, str]:
+    done = subprocess.run(command, env=_env(scratch), capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout, done.stderr
+
+
+def _weights(run_dir: Path) -> list[np.ndarray]:
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_two_worker_run_matches_an_uninterrupted_one(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    uninterrupted, interrupted = tmp_path / "a" / "run", tmp_path / "b" / "run"
+
+    stdout, stderr = _run(_command(uninterrupted, "--workers", "2"), scratch)
+    assert "test error rate" in stdout and "[worker 1] worker done" in stderr
+
+    workers = _start_workers(_command(interrupted), scratch)
+    _kill_when(workers, interrupted / "checkpoints" / "scratch" / "ckpt-2.index")
+    assert not (interrupted / "model.keras").exists()
+    assert not (interrupted / "checkpoints" / "scratch" / f"ckpt-{EPOCHS}.index").exists()
+
+    _run(_command(interrupted, "--workers", "2", "--resume"), scratch)
+
+    difference = max(float(np.abs(a - b).max()) for a, b in zip(_weights(uninterrupted), _weights(interrupted)))
+    print(f"kill-and-resume max abs weight difference: {difference:.3g}")
+    assert difference <= 1e-6
+    moved = max(float(np.abs(a).max()) for a in _weights(interrupted))
+    assert moved > 0
+
+    # Only the chief wrote outputs: one exported version per run, and the same files as the uninterrupted run.
+    for run in (uninterrupted, interrupted):
+        assert sorted(p.name for p in (run.parent / "saved_models" / "mw").iterdir()) == ["1"]
+    assert sorted(p.name for p in interrupted.iterdir()) == sorted(p.name for p in uninterrupted.iterdir())
+    # The non-chief's scratch checkpoints are gone once it finished (the killed run's are left behind).
+    assert len(list(scratch.glob("keras-itl-worker-*"))) == 1
