@@ -246,7 +246,10 @@ RUN_OPTION_CHANGES = [
 @pytest.mark.parametrize("change,flag", RUN_OPTION_CHANGES, ids=[flag for _, flag in RUN_OPTION_CHANGES])
 def test_resume_refuses_any_changed_run_option(tmp_path, change, flag):
     original = TransferConfig(target="digits", source="mnist-5k", method="model")
-    guard_run_options(tmp_path, asdict(original), resume=False)
+    guard_run_options(tmp_path, asdict(replace(original, **change)), resume=True)  # nothing trained yet: any change
+    guard_run_options(tmp_path, asdict(original), resume=True)
+    (tmp_path / "checkpoints" / "head").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "head" / "ckpt-1.index").write_bytes(b"")
     guard_run_options(tmp_path, asdict(replace(original, data_dir="/elsewhere")), resume=True)  # location only
     with pytest.raises(UserError, match=f"cannot resume {tmp_path}: {flag} is .* but the checkpointed run used") \
             as error:
@@ -262,3 +265,21 @@ def test_a_fresh_run_refuses_a_checkpointed_output(tmp_path):
     (tmp_path / "checkpoints" / "scratch" / "ckpt-1.index").write_bytes(b"")
     with pytest.raises(UserError, match="already holds a checkpointed run; pass --resume"):
         guard_run_options(tmp_path, options, resume=False)
+
+
+def test_cli_resume_with_a_changed_option_is_refused_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from keras_itl.cli.main import main
+
+    args = ["train", "--target", "digits", "--epochs", "2", "--image-size", "12", "--max-train-examples", "60",
+            "--quiet", "--output", str(tmp_path)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    for change, message in [(["--seed", "3"], "--seed is 3 but the checkpointed run used 0"),
+                            (["--lr", "0.01"], "--lr is 0.01 but the checkpointed run used 0.001"),
+                            (["--val-fraction", "0.2"], "--val-fraction is 0.2 but the checkpointed run used 0.1")]:
+        result = CliRunner().invoke(main, [*args, "--resume", *change])
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert message in result.output and result.output.startswith("Error: cannot resume")
+        print(result.output.strip())
+    assert CliRunner().invoke(main, [*args, "--resume"]).exit_code == 0

@@ -57,7 +57,8 @@ def guard_run_options(output_dir: str | os.PathLike, options: dict, *, resume: b
     output_dir = Path(output_dir)
     path = output_dir / OPTIONS_FILE
     current = json.loads(json.dumps(options, default=str))  # as it reads back from JSON
-    if resume and path.exists():
+    # The options of a run that never reached a checkpoint may still change.
+    if resume and path.exists() and _has_checkpoints(output_dir):
         recorded = _flatten(json.loads(path.read_text()))
         for field, value in _flatten(current).items():
             if recorded.get(field) != value:
