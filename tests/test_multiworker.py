@@ -6,6 +6,7 @@ processes (a MultiWorkerMirroredStrategy must be the first TF thing in its proce
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_itl.training.launcher import local_tf_configs
+from keras_itl.training.launcher import launch_local_workers, local_tf_configs
 
 TIMEOUT_SECONDS = 900  # 2 shared cores: worker start-up and collectives are slow under load
 EPOCHS = 4
@@ -97,3 +98,31 @@ def test_killed_and_resumed_two_worker_run_matches_an_uninterrupted_one(tmp_path
     assert sorted(p.name for p in interrupted.iterdir()) == sorted(p.name for p in uninterrupted.iterdir())
     # The non-chief's scratch checkpoints are gone once it finished (only the killed worker's are left behind).
     assert len(list(scratch.glob("keras-itl-worker-*"))) == 1
+
+
+def test_local_workers_get_one_cluster_and_a_failure_stops_the_others(tmp_path):
+    report = tmp_path / "worker-{}.json"
+    script = ("import json, os, sys, time; config = json.loads(os.environ['TF_CONFIG']); "
+              "index = config['task']['index']; "
+              f"open({str(report)!r}.format(index), 'w').write(json.dumps(config)); "
+              "sys.exit(3) if index == 1 else time.sleep(600)")
+    started = time.monotonic()
+    assert launch_local_workers([sys.executable, "-c", script], 2) == 3
+    assert time.monotonic() - started < 120  # worker 0 was stopped, not waited for
+    configs = [json.loads(Path(str(report).format(i)).read_text()) for i in range(2)]
+    assert configs[0]["cluster"] == configs[1]["cluster"]
+    assert len(set(configs[0]["cluster"]["worker"])) == 2
+    assert all(address.startswith("127.0.0.1:") for address in configs[0]["cluster"]["worker"])
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
+    assert launch_local_workers([sys.executable, "-c", "pass"], 2) == 0
+
+
+def test_workers_option_refuses_an_existing_tf_config(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from keras_itl.cli.main import main
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 0}}))
+    result = CliRunner().invoke(main, ["train", "--target", "digits", "--workers", "2", "--output", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: --workers starts its own local cluster; unset TF_CONFIG (or drop --workers)"

@@ -174,7 +174,8 @@ def test_resume_refuses_changed_loop_settings(tmp_path, data, initial_weights, m
     undo()
     for change, flag in [({"learning_rate": 2e-3}, "--lr"), ({"batch_size": 8}, "--batch-size"),
                          ({"seed": 1}, "--seed"), ({"epochs": 5}, "--epochs")]:
-        with pytest.raises(UserError, match=f"cannot resume train: {flag} is .* but the checkpointed run used") as error:
+        refused = f"cannot resume train: {flag} is .* but the checkpointed run used"
+        with pytest.raises(UserError, match=refused) as error:
             train_model(_model(strategy, init=initial_weights), train, val, replace(config, **change),
                         strategy=strategy, run_dir=tmp_path, resume=True, verbose=False)
         assert "\n" not in str(error.value)
