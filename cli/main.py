@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -82,6 +83,9 @@ def main() -> None:
 @click.option("--export-base", type=click.Path(file_okay=False), default="saved_models", show_default=True,
               help="TF Serving model base directory for --export.")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines; only the final summary.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run as N local worker processes (MultiWorkerMirroredStrategy over 127.0.0.1, worker 0 the "
+              "chief) to try multi-worker training; on a cluster set TF_CONFIG per worker instead (deploy/).")
 @click.option("--policy", default="auto", show_default=True, metavar="sign|fraction:P|auto",
               help="--method instance: which instances to drop. sign: every one predicted harmful; fraction:P: "
               "the P most harmful; auto: refit on candidate drop sets and keep the lowest validation loss.")
@@ -95,10 +99,15 @@ def main() -> None:
 @user_errors
 def train(target, source, arch, method, weights, epochs, head_epochs, source_epochs, batch_size, lr,
           fine_tune_lr_factor, fine_tune_layers, optimizer, lr_schedule, patience, image_size, seed, val_fraction,
-          data_dir, max_train_examples, imbalance, label_noise, output, resume, export_name, export_base, quiet, policy,
-          scope, solver, damping, damping_retries, max_drop_fraction, min_class_keep_fraction, instance_start,
-          refit_epochs) -> None:
+          data_dir, max_train_examples, imbalance, label_noise, output, resume, export_name, export_base, quiet,
+          workers, policy, scope, solver, damping, damping_retries, max_drop_fraction, min_class_keep_fraction,
+          instance_start, refit_epochs) -> None:
     """Train a target model from scratch, by fine-tuning a source network, or instance-based, then test it."""
+    if workers > 1:
+        _launch_workers(click.get_current_context(), workers)
+    from keras_itl.training import is_chief, make_strategy
+
+    strategy = make_strategy()  # before any other TF op: a multi-worker strategy requires it
     from keras_itl.export import validate_model_name
     from keras_itl.transfer import InstanceOptions, TransferConfig, run_transfer
 
@@ -116,8 +125,24 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
                                  start=instance_start, refit_epochs=refit_epochs))
     output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", f"{arch}-{source or 'scratch'}-to-{target}-{method}")
     export_to = Path(export_base) / validate_model_name(export_name) if export_name else None
-    result = run_transfer(config, output, resume=resume, verbose=not quiet, export_to=export_to)
-    click.echo(result.summary())
+    result = run_transfer(config, output, resume=resume, strategy=strategy, verbose=not quiet, export_to=export_to)
+    click.echo(result.summary() if is_chief(strategy) else "worker done; the chief writes the run's outputs")
+
+
+def _launch_workers(ctx: click.Context, workers: int) -> None:
+    """Re-run this train command, as given minus --workers, in ``workers`` local processes; exit with their code."""
+    from keras_itl.errors import UserError
+    from keras_itl.training.launcher import launch_local_workers
+
+    if os.environ.get("TF_CONFIG"):
+        raise UserError("--workers starts its own local cluster; unset TF_CONFIG (or drop --workers)")
+    args = []
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if param.name == "workers" or ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        args += [param.opts[0]] if param.is_flag else [param.opts[0], str(value)]
+    ctx.exit(launch_local_workers([sys.executable, "-m", "keras_itl.cli.main", "train", *args], workers))
 
 
 @main.command()
@@ -187,3 +212,7 @@ from keras_itl.cli.serving_commands import predict, serve  # noqa: E402
 
 for _command in (experiment, export, push, serve, predict):
     main.add_command(_command)
+
+
+if __name__ == "__main__":
+    main()

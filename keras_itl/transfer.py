@@ -33,7 +33,7 @@ from keras_itl.plots import plot_training_curves
 from keras_itl.reports import write_evaluation
 from keras_itl.selection import parse_policy, select_drops
 from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
-from keras_itl.training import TrainConfig, TrainResult, make_strategy, train_model
+from keras_itl.training import TrainConfig, TrainResult, guard_run_options, is_chief, make_strategy, train_model
 
 METHODS = ("scratch", "model", "instance")
 RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without the weights (offline smoke tests)
@@ -259,7 +259,7 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
     weights, history = refits[keep.tobytes()]
     model.set_weights(weights)
     files = write_influence_report(influence, selection, train, data.info.class_names, run_dir,
-                                   flipped_ids=data.info.flipped_ids)
+                                   flipped_ids=data.info.flipped_ids) if is_chief(strategy) else {}
     report = {**influence.summary(), "selection": selection.to_dict(), "refit_epochs": refit_config.epochs}
     if data.info.flipped_ids:
         report["label_noise_detection"] = noise_detection(selection.drop_ids, data.info.flipped_ids)
@@ -276,13 +276,14 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     """
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or make_strategy()  # first: a multi-worker strategy must precede other TF ops
+    chief = is_chief(strategy)  # only the chief writes outputs; other workers only scratch checkpoints
+    guard_run_options(output_dir, asdict(config), resume=resume, chief=chief)
     data = load_target(config)
     if verbose:
         sizes = ", ".join(f"{k} {v}" for k, v in data.info.sizes.items())
         skipped = f", skipped {len(data.info.skipped_files)} unreadable files" if data.info.skipped_files else ""
         print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes}){skipped}", flush=True)
-    strategy = strategy or make_strategy()
     channels = model_channels(config.arch, data.info.image_shape[2])
     model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)
     influence, files = None, {}
@@ -293,15 +294,17 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
         phases = fit_target(model, data.split("train"), data.split("val"), config, strategy=strategy,
                             run_dir=output_dir, resume=resume, verbose=verbose)
     test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
+    result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
+                            output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
+                            influence=influence)
+    if not chief:
+        return result
     files.update({name: str(path) for name, path in
                   write_evaluation(test, data.info.class_names, output_dir, "test").items()})
     model.save(output_dir / "model.keras")
     files["model"] = str(output_dir / "model.keras")
     plot_training_curves({p.name: p.history for p in phases}, output_dir / "training_curves.png")
     files["training_curves"] = str(output_dir / "training_curves.png")
-    result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
-                            output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
-                            influence=influence)
     if export_to is not None:
         exported = export_model(model, export_to, class_names=data.info.class_names,
                                 metadata=run_metadata(result.to_dict()))

@@ -1,6 +1,8 @@
 """The custom training loop: learns, is replica-count invariant, resumes exactly, stops on NaN."""
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import keras
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ from keras_itl.datasets import Split
 from keras_itl.evaluation import evaluate_model
 from keras_itl.errors import UserError
 from keras_itl.training import TrainConfig, TrainingDiverged, make_strategy, train_model
-from keras_itl.training import run_state
+from keras_itl.training import guard_run_options, run_state
+from keras_itl.transfer import InstanceOptions, TransferConfig
 from tests.helpers import bright_quadrant_split
 
 
@@ -138,3 +141,146 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path, data, initial_weights):
 def test_bad_config_is_a_user_error(field, value):
     with pytest.raises(UserError):
         TrainConfig(**{field: value})
+
+
+def _crash_at_epoch(monkeypatch, epoch: int, when: str = "after_checkpoint"):
+    """Make training die once ``epoch`` is checkpointed (``when``: after the checkpoint, or before its history copy)."""
+    original = run_state.RunState.end_epoch
+    original_write = run_state.Path.write_text
+
+    def end_epoch(self, record, improved):
+        if when == "before_history_copy" and len(self.history) + 1 == epoch:
+            def crash(path, *args, **kwargs):
+                if path.name.startswith("history-"):
+                    raise KeyboardInterrupt
+                return original_write(path, *args, **kwargs)
+            monkeypatch.setattr(run_state.Path, "write_text", crash)
+        original(self, record, improved)
+        if int(self.epoch.numpy()) == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_state.RunState, "end_epoch", end_epoch)
+    return lambda: monkeypatch.undo()
+
+
+def test_resume_refuses_changed_loop_settings(tmp_path, data, initial_weights, monkeypatch):
+    train, val = data
+    strategy = one_replica()
+    config = TrainConfig(epochs=3, batch_size=16, learning_rate=1e-3)
+    undo = _crash_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_model(strategy, init=initial_weights), train, val, config, strategy=strategy,
+                    run_dir=tmp_path, verbose=False)
+    undo()
+    for change, flag in [({"learning_rate": 2e-3}, "--lr"), ({"batch_size": 8}, "--batch-size"),
+                         ({"seed": 1}, "--seed"), ({"epochs": 5}, "--epochs")]:
+        refused = f"cannot resume train: {flag} is .* but the checkpointed run used"
+        with pytest.raises(UserError, match=refused) as error:
+            train_model(_model(strategy, init=initial_weights), train, val, replace(config, **change),
+                        strategy=strategy, run_dir=tmp_path, resume=True, verbose=False)
+        assert "\n" not in str(error.value)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, data, initial_weights, monkeypatch,
+                                                                   capsys):
+    train, val = data
+    config = TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3, patience=None)
+    strategy = one_replica()
+    uninterrupted = _model(strategy, init=initial_weights)
+    expected = train_model(uninterrupted, train, val, config, strategy=strategy, run_dir=tmp_path / "a",
+                           verbose=False)
+    undo = _crash_at_epoch(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_model(strategy, init=initial_weights), train, val, config, strategy=strategy,
+                    run_dir=tmp_path / "b", verbose=False)
+    undo()
+    checkpoints = tmp_path / "b" / "checkpoints" / "train"
+    data_file = next(checkpoints.glob("ckpt-3.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])  # truncated mid-write
+
+    resumed = _model(strategy, seed=7)
+    result = train_model(resumed, train, val, config, strategy=strategy, run_dir=tmp_path / "b", resume=True,
+                         verbose=False)
+    warning = capsys.readouterr().err
+    assert f"checkpoint {checkpoints / 'ckpt-3'} is unreadable" in warning
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert result.best_epoch == expected.best_epoch
+    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+    for index in checkpoints.glob("ckpt-*.index"):
+        index.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="no intact checkpoint to resume in .*ckpt-4, ckpt-3 are all unreadable"):
+        train_model(_model(strategy), train, val, config, strategy=strategy, run_dir=tmp_path / "b", resume=True,
+                    verbose=False)
+
+
+def test_a_crash_between_checkpoint_and_history_loses_nothing(tmp_path, data, initial_weights, monkeypatch):
+    train, _ = data
+    unrelated = bright_quadrant_split(32, seed=3, prefix="val")  # learning makes validation worse: early stop
+    val = Split(unrelated.images, np.random.default_rng(0).permutation(unrelated.labels), unrelated.ids)
+    config = TrainConfig(epochs=12, batch_size=16, learning_rate=3e-3, lr_schedule="constant", patience=2)
+    strategy = one_replica()
+    expected = train_model(_model(strategy, init=initial_weights), train, val, config, strategy=strategy,
+                           run_dir=tmp_path / "a", verbose=False)
+    assert expected.stopped_early and expected.best_epoch < len(expected.history)
+    undo = _crash_at_epoch(monkeypatch, len(expected.history), when="before_history_copy")
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_model(strategy, init=initial_weights), train, val, config, strategy=strategy,
+                    run_dir=tmp_path / "b", verbose=False)
+    undo()
+    resumed = train_model(_model(strategy, seed=7), train, val, config, strategy=strategy, run_dir=tmp_path / "b",
+                          resume=True, verbose=False)
+    assert (resumed.best_epoch, resumed.stopped_early) == (expected.best_epoch, expected.stopped_early)
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in expected.history]
+
+
+RUN_OPTION_CHANGES = [
+    ({"seed": 1}, "--seed"), ({"val_fraction": 0.2}, "--val-fraction"), ({"target": "mnist-5k"}, "--target"),
+    ({"label_noise": 0.2}, "--label-noise"), ({"imbalance": "0:0.9"}, "--imbalance"), ({"arch": "vgg16"}, "--arch"),
+    ({"learning_rate": 0.01}, "--lr"), ({"batch_size": 64}, "--batch-size"), ({"epochs": 20}, "--epochs"),
+    ({"max_train_examples": 100}, "--max-train-examples"), ({"method": "instance"}, "--method"),
+    ({"instance": InstanceOptions(start="warmup")}, "--instance-start"),
+]
+
+
+@pytest.mark.parametrize("change,flag", RUN_OPTION_CHANGES, ids=[flag for _, flag in RUN_OPTION_CHANGES])
+def test_resume_refuses_any_changed_run_option(tmp_path, change, flag):
+    original = TransferConfig(target="digits", source="mnist-5k", method="model")
+    guard_run_options(tmp_path, asdict(replace(original, **change)), resume=True)  # nothing trained yet: any change
+    guard_run_options(tmp_path, asdict(original), resume=True)
+    (tmp_path / "checkpoints" / "head").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "head" / "ckpt-1.index").write_bytes(b"")
+    guard_run_options(tmp_path, asdict(replace(original, data_dir="/elsewhere")), resume=True)  # location only
+    with pytest.raises(UserError, match=f"cannot resume {tmp_path}: {flag} is .* but the checkpointed run used") \
+            as error:
+        guard_run_options(tmp_path, asdict(replace(original, **change)), resume=True)
+    assert "\n" not in str(error.value)
+    print(error.value)
+
+
+def test_a_fresh_run_refuses_a_checkpointed_output(tmp_path):
+    options = asdict(TransferConfig(target="digits", method="scratch"))
+    guard_run_options(tmp_path, options, resume=False)
+    (tmp_path / "checkpoints" / "scratch").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "scratch" / "ckpt-1.index").write_bytes(b"")
+    with pytest.raises(UserError, match="already holds a checkpointed run; pass --resume"):
+        guard_run_options(tmp_path, options, resume=False)
+
+
+def test_cli_resume_with_a_changed_option_is_refused_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from keras_itl.cli.main import main
+
+    args = ["train", "--target", "digits", "--epochs", "2", "--image-size", "12", "--max-train-examples", "60",
+            "--quiet", "--output", str(tmp_path)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    for change, message in [(["--seed", "3"], "--seed is 3 but the checkpointed run used 0"),
+                            (["--lr", "0.01"], "--lr is 0.01 but the checkpointed run used 0.001"),
+                            (["--val-fraction", "0.2"], "--val-fraction is 0.2 but the checkpointed run used 0.1")]:
+        result = CliRunner().invoke(main, [*args, "--resume", *change])
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert message in result.output and result.output.startswith("Error: cannot resume")
+        print(result.output.strip())
+    assert CliRunner().invoke(main, [*args, "--resume"]).exit_code == 0

@@ -15,14 +15,13 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_itl.datasets import Split, make_batches
 from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model
 from keras_itl.training.run_state import RunState
-from keras_itl.training.strategy import is_chief
+from keras_itl.training.strategy import check_workers_agree, is_chief
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -148,7 +147,6 @@ def train_model(
     if len(train) == 0:
         raise UserError("the training split is empty")
     _check_scope(model, strategy)
-    image_size, channels = model.input_shape[1], model.input_shape[3]
     steps_per_epoch = _steps_per_epoch(len(train), config.batch_size, strategy.num_replicas_in_sync)
     if steps_per_epoch == 0:
         raise UserError(f"the training split has {len(train)} examples, fewer than the "
@@ -156,13 +154,25 @@ def train_model(
     with strategy.scope():
         optimizer = _make_optimizer(config, steps_per_epoch)
         optimizer.build(model.trainable_variables)
-    state = RunState(model, optimizer, run_dir, name, chief=is_chief(strategy))
+    state = RunState(model, optimizer, run_dir, name, settings=asdict(config), chief=is_chief(strategy))
+    try:
+        return _train(model, train, val, config, strategy, optimizer, state, steps_per_epoch, resume, verbose)
+    finally:
+        state.close()
+
+
+def _train(model: keras.Model, train: Split, val: Split | None, config: TrainConfig,
+           strategy: tf.distribute.Strategy, optimizer: keras.optimizers.Optimizer, state: RunState,
+           steps_per_epoch: int, resume: bool, verbose: bool) -> TrainResult:
+    name = state.name
+    image_size, channels = model.input_shape[1], model.input_shape[3]
     if resume:
         state.restore()
     elif state.has_checkpoint():
         raise UserError(f"{state.root} already holds a checkpointed run; pass --resume to continue it or choose another output")
+    check_workers_agree(strategy, int(state.epoch.numpy()), f"{name}: the epoch resumed from")
     step = _make_step(model, optimizer, strategy)
-    writer = tf.summary.create_file_writer(str(state.root / "logs" / name)) if is_chief(strategy) else None
+    writer = tf.summary.create_file_writer(str(state.root / "logs" / name)) if state.chief else None
     started = time.perf_counter()
     while int(state.epoch.numpy()) < config.epochs and not bool(state.stopped.numpy()):
         epoch = int(state.epoch.numpy())
@@ -194,7 +204,7 @@ def train_model(
     result = TrainResult(name=name, history=state.history, seconds=time.perf_counter() - started,
                          stopped_early=len(state.history) < config.epochs)
     if val is not None and state.restore_best():
-        result.best_epoch = int(np.argmin([r["val_loss"] for r in state.history])) + 1
+        result.best_epoch = int(state.best_epoch.numpy())
     return result
 
 

@@ -1,41 +1,72 @@
 """What a training phase persists so that an interrupted run resumes to the same result.
 
-Per phase: a checkpoint every epoch (model, optimizer, epoch counter, early-stopping state),
-the best-validation weights, and the epoch history as JSON. Non-chief workers of a multi-worker
-run write to a scratch directory of their own, as tf.distribute requires.
+One checkpoint per epoch holds everything the phase depends on: model, optimizer, epoch counter,
+early-stopping state, the best-validation weights, the epoch history and the phase's settings.
+Keeping the history and best weights inside the checkpoint commits them together: a crash can
+never leave a history that disagrees with the weights. ``history-<phase>.json`` is only a
+human-readable copy.
+
+Multi-worker runs follow Keras' BackupAndRestore: every worker resumes from the chief's
+checkpoints (the run directory, shared storage on a cluster), while non-chief workers save theirs
+- tf.distribute needs every worker to save - to a scratch directory removed when the phase ends.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from keras_itl.errors import UserError
+from keras_itl.training.run_options import changed_option
+
+
+def checkpoints_newest_first(directory: Path) -> list[Path]:
+    """Checkpoint prefixes (``.../ckpt-N``) found in ``directory``, highest epoch first."""
+    numbered = [(int(m.group(1)), path.with_suffix("")) for path in directory.glob("ckpt-*.index")
+                if (m := re.fullmatch(r"ckpt-(\d+)", path.stem))]
+    return [prefix for _, prefix in sorted(numbered, reverse=True)]
+
 
 class RunState:
-    """Epoch counter, early-stopping state, checkpoints and history of one training phase."""
+    """Epoch counter, early-stopping state, best weights, history and checkpoints of one phase."""
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 directory: str | os.PathLike, name: str, *, chief: bool = True):
+                 directory: str | os.PathLike, name: str, *, settings: dict, chief: bool = True):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_val_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # 0: no validation improvement yet
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.stopped = tf.Variable(False, trainable=False)  # early stopping triggered
+        self._history = tf.Variable("[]", dtype=tf.string, trainable=False)
+        self._settings = tf.Variable(json.dumps(settings, sort_keys=True), dtype=tf.string, trainable=False)
+        self._expected_settings = settings
+        self._model = model
+        self._best_weights = [tf.Variable(w, trainable=False) for w in model.get_weights()]
         self.history: list[dict] = []
         self.name = name
-        self.root = Path(directory) if chief else Path(tempfile.mkdtemp(prefix=f"keras-itl-worker-{name}-"))
-        checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, epoch=self.epoch,
-            best_val_loss=self.best_val_loss, bad_epochs=self.bad_epochs, stopped=self.stopped,
+        self.chief = chief
+        self.root = Path(directory)  # the chief's run directory: every worker resumes from it
+        self.write_root = self.root if chief else Path(tempfile.mkdtemp(prefix=f"keras-itl-worker-{name}-"))
+        self._checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, epoch=self.epoch, best_val_loss=self.best_val_loss,
+            best_epoch=self.best_epoch, bad_epochs=self.bad_epochs, stopped=self.stopped,
+            history=self._history, settings=self._settings, best_weights=self._best_weights,
         )
-        self._best = tf.train.Checkpoint(model=model)
-        self._manager = tf.train.CheckpointManager(checkpoint, self.root / "checkpoints" / name, max_to_keep=2)
-        self._best_manager = tf.train.CheckpointManager(
-            self._best, self.root / "checkpoints" / f"{name}-best", max_to_keep=1)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, self.write_root / "checkpoints" / name,
+                                                   max_to_keep=2)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where this phase resumes from (the chief's checkpoints)."""
+        return self.root / "checkpoints" / self.name
 
     @property
     def history_path(self) -> Path:
@@ -46,32 +77,62 @@ class RunState:
         return self._manager.latest_checkpoint
 
     def has_checkpoint(self) -> bool:
-        return self.last_checkpoint is not None
+        return bool(checkpoints_newest_first(self.checkpoint_dir))
 
     def restore(self) -> bool:
-        """Load the latest checkpoint and history; False when there is nothing to resume."""
-        if not self.has_checkpoint():
+        """Load the newest intact checkpoint; False when there is nothing to resume.
+
+        An unreadable checkpoint (truncated or corrupt file) is skipped with a warning naming it;
+        a checkpoint of different settings is refused with the option that differs.
+        """
+        candidates = checkpoints_newest_first(self.checkpoint_dir)
+        if not candidates:
             return False
-        self._manager.checkpoint.restore(self.last_checkpoint).expect_partial()
-        if self.history_path.exists():
-            self.history = json.loads(self.history_path.read_text())[: int(self.epoch.numpy())]
-        return True
+        for prefix in candidates:
+            try:
+                self._checkpoint.restore(str(prefix)).expect_partial()
+            except Exception as error:  # noqa: BLE001 - TF's checkpoint readers raise many types on bad files
+                detail = (str(error).strip().splitlines() or [""])[0]
+                print(f"warning: checkpoint {prefix} is unreadable ({type(error).__name__}: {detail}); "
+                      "trying the previous one", file=sys.stderr, flush=True)
+                continue
+            self._check_settings(prefix)
+            self.history = json.loads(self._history.numpy().decode())
+            return True
+        raise UserError(f"no intact checkpoint to resume in {self.checkpoint_dir}: "
+                        f"{', '.join(p.name for p in candidates)} are all unreadable")
+
+    def _check_settings(self, prefix: Path) -> None:
+        saved = self._settings.numpy().decode()
+        if not saved:
+            raise UserError(f"{prefix} was written by an older keras-itl without its settings; "
+                            "it cannot be resumed safely: train into another --output")
+        saved_settings = json.loads(saved)
+        for key, value in self._expected_settings.items():
+            if saved_settings.get(key) != value:
+                raise changed_option(self.name, key, value, saved_settings.get(key))
 
     def end_epoch(self, record: dict, improved: bool) -> None:
-        """Record a completed epoch and persist it (best weights first, then the resumable state)."""
+        """Record a completed epoch and commit it: weights, best weights and history in one checkpoint."""
         self.history.append(record)
         self.epoch.assign_add(1)
         if improved:
-            self._best_manager.save(checkpoint_number=int(self.epoch.numpy()))
-        self.save()
-
-    def save(self) -> None:
+            self.best_epoch.assign(self.epoch)
+            for best, weight in zip(self._best_weights, self._model.get_weights()):
+                best.assign(weight)
+        self._history.assign(json.dumps(self.history))
         self._manager.save(checkpoint_number=int(self.epoch.numpy()))
-        self.history_path.write_text(json.dumps(self.history, indent=2))
+        if self.chief:
+            self.history_path.write_text(json.dumps(self.history, indent=2))
 
     def restore_best(self) -> bool:
-        """Load the best-validation weights into the model, when any were saved."""
-        if self._best_manager.latest_checkpoint is None:
+        """Load the best-validation weights into the model, when an epoch improved on validation."""
+        if int(self.best_epoch.numpy()) == 0:
             return False
-        self._best.restore(self._best_manager.latest_checkpoint).expect_partial()
+        self._model.set_weights([best.numpy() for best in self._best_weights])
         return True
+
+    def close(self) -> None:
+        """Remove a non-chief worker's scratch checkpoints (the chief's are the ones to resume from)."""
+        if not self.chief:
+            shutil.rmtree(self.write_root, ignore_errors=True)

@@ -56,3 +56,22 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (
         resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
     )
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
+    """Refuse to go on when the workers of a multi-worker run hold different ``value``s.
+
+    Every worker must resume from the same checkpoint, or the replicas' gradients would be averaged
+    across different models; workers that cannot see the chief's run directory are caught here.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+
+    def gather():
+        return tf.distribute.get_replica_context().all_gather(tf.constant([float(value)]), axis=0)
+
+    values = strategy.experimental_local_results(tf.function(lambda: strategy.run(gather))())[0].numpy()
+    lowest, highest = values.min(), values.max()
+    if highest != lowest:
+        raise UserError(f"{what} differs between workers ({lowest:.0f} to {highest:.0f}): every worker must "
+                        "see the chief's --output directory (shared storage)")

@@ -1,0 +1,128 @@
+"""Multi-worker training on localhost: two ``keras-itl train`` processes under MultiWorkerMirroredStrategy.
+
+A run killed mid-way and resumed must end with the weights of an uninterrupted run (every worker
+resumes from the chief's checkpoint), and only the chief writes outputs. Workers are separate
+processes (a MultiWorkerMirroredStrategy must be the first TF thing in its process).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_itl.training.launcher import launch_local_workers, local_tf_configs
+
+TIMEOUT_SECONDS = 900  # 2 shared cores: worker start-up and collectives are slow under load
+EPOCHS = 4
+TRAIN_ARGS = ["train", "--target", "digits", "--max-train-examples", "160", "--epochs", str(EPOCHS),
+              "--batch-size", "32", "--image-size", "12", "--quiet", "--export", "mw"]
+
+
+def _command(output: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "keras_itl.cli.main", *TRAIN_ARGS, "--output", str(output),
+            "--export-base", str(output.parent / "saved_models"), *extra]
+
+
+def _env(scratch: Path) -> dict:
+    env = {**os.environ, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _start_workers(commands: list[list[str]], scratch: Path) -> list[subprocess.Popen]:
+    """One process per command, each with its worker's TF_CONFIG (the first is the chief)."""
+    return [subprocess.Popen(command, env={**_env(scratch), "TF_CONFIG": tf_config}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+            for command, tf_config in zip(commands, local_tf_configs(len(commands)))]
+
+
+def _kill_when(processes: list[subprocess.Popen], path: Path) -> None:
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while not path.exists():
+        assert all(p.poll() is None for p in processes), "a worker ended before it could be killed"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+
+
+def _run(command: list[str], scratch: Path) -> tuple[str, str]:
+    done = subprocess.run(command, env=_env(scratch), capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout, done.stderr
+
+
+def _weights(run_dir: Path) -> list[np.ndarray]:
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_two_worker_run_matches_an_uninterrupted_one(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    uninterrupted, interrupted = tmp_path / "a" / "run", tmp_path / "b" / "run"
+
+    stdout, stderr = _run(_command(uninterrupted, "--workers", "2"), scratch)
+    assert "test error rate" in stdout and "[worker 1] worker done" in stderr
+
+    workers = _start_workers([_command(interrupted)] * 2, scratch)
+    _kill_when(workers, interrupted / "checkpoints" / "scratch" / "ckpt-2.index")
+    assert not (interrupted / "model.keras").exists()
+    assert not (interrupted / "checkpoints" / "scratch" / f"ckpt-{EPOCHS}.index").exists()
+
+    # A worker that cannot see the chief's checkpoints must not train on from random weights.
+    chief, blind = (_command(interrupted, "--resume"), _command(tmp_path / "c" / "run", "--resume"))
+    for worker in _start_workers([chief, blind], scratch):
+        output = worker.communicate(timeout=TIMEOUT_SECONDS)[0]
+        assert worker.returncode == 1, output[-3000:]
+        assert "Error: scratch: the epoch resumed from differs between workers (0 to 2)" in output
+
+    _run(_command(interrupted, "--workers", "2", "--resume"), scratch)
+
+    difference = max(float(np.abs(a - b).max()) for a, b in zip(_weights(uninterrupted), _weights(interrupted)))
+    print(f"kill-and-resume max abs weight difference: {difference:.3g}")
+    assert difference <= 1e-6
+
+    # Only the chief wrote outputs: one exported version per run, and the same files as the uninterrupted run.
+    for run in (uninterrupted, interrupted):
+        assert sorted(p.name for p in (run.parent / "saved_models" / "mw").iterdir()) == ["1"]
+    assert sorted(p.name for p in interrupted.iterdir()) == sorted(p.name for p in uninterrupted.iterdir())
+    # The non-chief's scratch checkpoints are gone once it finished (only the killed worker's are left behind).
+    assert len(list(scratch.glob("keras-itl-worker-*"))) == 1
+
+
+def test_local_workers_get_one_cluster_and_a_failure_stops_the_others(tmp_path):
+    report = tmp_path / "worker-{}.json"
+    script = ("import json, os, sys, time; config = json.loads(os.environ['TF_CONFIG']); "
+              "index = config['task']['index']; "
+              f"open({str(report)!r}.format(index), 'w').write(json.dumps(config)); "
+              "sys.exit(3) if index == 1 else time.sleep(600)")
+    started = time.monotonic()
+    assert launch_local_workers([sys.executable, "-c", script], 2) == 3
+    assert time.monotonic() - started < 120  # worker 0 was stopped, not waited for
+    configs = [json.loads(Path(str(report).format(i)).read_text()) for i in range(2)]
+    assert configs[0]["cluster"] == configs[1]["cluster"]
+    assert len(set(configs[0]["cluster"]["worker"])) == 2
+    assert all(address.startswith("127.0.0.1:") for address in configs[0]["cluster"]["worker"])
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
+    assert launch_local_workers([sys.executable, "-c", "pass"], 2) == 0
+
+
+def test_workers_option_refuses_an_existing_tf_config(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from keras_itl.cli.main import main
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"index": 0}}))
+    result = CliRunner().invoke(main, ["train", "--target", "digits", "--workers", "2", "--output", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: --workers starts its own local cluster; unset TF_CONFIG (or drop --workers)"
