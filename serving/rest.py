@@ -1,73 +1,135 @@
 """TF Serving's REST API on aiohttp: model status, metadata and ``:predict``, errors as ``{"error": ...}``.
 
-The event loop only moves bytes: decoding, inference and encoding of a prediction run in the shared
-thread pool, so slow requests neither block other REST requests nor the gRPC server.
+The event loop only moves bytes: decoding, inference and encoding of a prediction run in thread pools,
+so slow requests neither block other REST requests nor the gRPC server. Bodies over ``BIG_BODY_BYTES``
+go to a lane of their own (one at a time, at most ``MAX_QUEUED_BIG`` waiting, more get a 503), so a
+few huge requests cannot occupy every worker while small requests wait. Bodies are limited in size
+(413) and in the time their upload may take (408).
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
+import threading
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from keras_itl.serving import json_codec
 from keras_itl.serving.api_messages import (SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map,
                                             to_json_dict)
-from keras_itl.serving.errors import InvalidArgument, ServingError
+from keras_itl.serving.errors import InvalidArgument, ServingError, Unavailable
+from keras_itl.serving.http_server import json_error, json_response
 from keras_itl.serving.model_manager import ModelManager
 from keras_itl.serving.prediction import get_signature, run_prediction
 
 log = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
-                   r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                   r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
                    r"(?P<action>/metadata|:predict)?$")
 _ACTION_METHODS = {None: "GET", "/metadata": "GET", ":predict": "POST"}
+MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving
+BIG_BODY_BYTES = 1024 * 1024
+MAX_QUEUED_BIG = 4
+_CHUNK = 256 * 1024
 
 
-def _json_response(payload: dict | bytes, status: int = 200) -> web.Response:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-    return web.Response(body=body, status=status, content_type="application/json")
+@dataclass(frozen=True)
+class RestLimits:
+    """Bounds on a request: body size, and seconds allowed for the headers and for the body to arrive."""
+
+    max_request_bytes: int = 64 * 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _json_response({"error": message}, status)
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _version(text: str | None) -> int | None:
+    """The version of a URL: ASCII digits of an int64, else a malformed request (as TF Serving answers)."""
+    if text is None:
+        return None
+    if len(text) > 19 or int(text) > MAX_VERSION:
+        raise InvalidArgument(f"Malformed request: version {text[:40]} is not an int64")
+    return int(text)
+
+
+async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The request body, refused as soon as it is known to exceed ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _BodyTooLarge()
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise _BodyTooLarge()
+    return bytes(body)
 
 
 class RestApi:
-    """Request handlers bound to a model manager and the thread pool that runs inference."""
+    """Request handlers bound to a model manager and the thread pools that run predictions."""
 
-    def __init__(self, manager: ModelManager, executor: Executor):
+    def __init__(self, manager: ModelManager, executor: Executor, big_executor: Executor, limits: RestLimits):
         self._manager = manager
         self._executor = executor
+        self._big_executor = big_executor
+        self._limits = limits
+        self._big_lock = threading.Lock()
+        self._big_pending = 0
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Route one request by TF Serving's URL scheme and answer errors as JSON."""
+        if not request.path.startswith("/v1/"):
+            return json_error(404, f"Not found: {request.method} {request.path[:200]}")
         match = _PATH.match(request.path)
         action = match["action"] if match else None
         if match is None or request.method != _ACTION_METHODS[action]:
-            return _error(400, f"Malformed request: {request.method} {request.path_qs}")
-        name, label = match["name"], match["label"]
-        version = int(match["version"]) if match["version"] else None
+            return json_error(400, f"Malformed request: {request.method} {request.path_qs[:200]}")
         try:
+            name, version, label = match["name"], _version(match["version"]), match["label"]
             if action is None:
-                return _json_response(to_json_dict(model_status(self._manager, name, version, label)))
+                return json_response(to_json_dict(model_status(self._manager, name, version, label)))
             if action == "/metadata":
-                return _json_response(self._metadata(name, version, label))
-            body = await request.read()
-            loop = asyncio.get_running_loop()
-            return _json_response(await loop.run_in_executor(self._executor, self._predict, name, version,
-                                                             label, body))
-        except web.HTTPRequestEntityTooLarge as error:
-            return _error(413, f"Request body too large: {error.text}")
+                return json_response(self._metadata(name, version, label))
+            return json_response(await self._run_predict(request, name, version, label))
+        except _BodyTooLarge:
+            return self._closing(json_error(413, f"Request body too large: the limit is "
+                                                 f"{self._limits.max_request_bytes} bytes"))
+        except TimeoutError:
+            return self._closing(json_error(408, f"Request body not received within {self._limits.body_timeout:g}s"))
         except ServingError as error:
-            return _error(error.http_status, str(error))
+            return json_error(error.http_status, str(error))
         except Exception as error:  # a bug must still answer in the API's error format
             log.exception("unexpected error serving %s", request.path)
-            return _error(500, f"{type(error).__name__}: {error}")
+            return json_error(500, f"{type(error).__name__}: {error}")
+
+    @staticmethod
+    def _closing(response: web.Response) -> web.Response:
+        response.force_close()  # the rest of the body may still be on its way
+        return response
+
+    async def _run_predict(self, request: web.BaseRequest, name: str, version: int | None,
+                           label: str | None) -> bytes:
+        async with asyncio.timeout(self._limits.body_timeout):
+            body = await _read_body(request, self._limits.max_request_bytes)
+        loop = asyncio.get_running_loop()
+        if len(body) <= BIG_BODY_BYTES:
+            return await loop.run_in_executor(self._executor, self._predict, name, version, label, body)
+        with self._big_lock:
+            if self._big_pending >= MAX_QUEUED_BIG:
+                raise Unavailable(f"Too many large requests in flight; retry later (at most {MAX_QUEUED_BIG} "
+                                  f"bodies larger than {BIG_BODY_BYTES} bytes at a time)")
+            self._big_pending += 1
+        try:
+            return await loop.run_in_executor(self._big_executor, self._predict, name, version, label, body)
+        finally:
+            with self._big_lock:
+                self._big_pending -= 1
 
     def _metadata(self, name: str, version: int | None, label: str | None) -> dict:
         loaded = self._manager.resolve(name, version, label)
@@ -75,18 +137,9 @@ class RestApi:
                 "metadata": {SIGNATURE_DEF_FIELD: to_json_dict(signature_def_map(loaded))}}
 
     def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
-        if not body.strip():
-            raise InvalidArgument("JSON Parse error: the request body is empty")
         request = json_codec.parse_predict_body(body)
         loaded = self._manager.resolve(name, version, label)
         signature = get_signature(loaded, request.signature_name)
         inputs = json_codec.decode_inputs(request, signature)
         outputs = run_prediction(signature, inputs)
         return json_codec.encode_outputs(outputs, request.format)
-
-
-def make_app(manager: ModelManager, executor: Executor, max_request_bytes: int) -> web.Application:
-    """The aiohttp application; bodies above ``max_request_bytes`` get a 413 JSON error."""
-    app = web.Application(client_max_size=max_request_bytes)
-    app.router.add_route("*", "/{tail:.*}", RestApi(manager, executor).handle)
-    return app

@@ -297,9 +297,15 @@ def test_rest_malformed_paths_and_methods(server):
     for url, method in ((model_url(server, "half_plus_two:predict"), "GET"),
                         (model_url(server, "half_plus_two"), "POST"),
                         (model_url(server, "half_plus_two:explode"), "POST"),
-                        (f"{server.url}/v2/whatever", "GET")):
+                        (f"{server.url}/v1/whatever", "GET")):
         status, raw = request(url, b"{}" if method == "POST" else None, method=method)
         assert status == 400 and json.loads(raw)["error"].startswith("Malformed request: ")
+
+
+def test_rest_unknown_paths_answer_404_json(server):
+    for path in ("/v2/whatever", "/", "/favicon.ico", "/v1"):
+        status, raw = request(f"{server.url}{path}")
+        assert status == 404 and json.loads(raw)["error"].startswith("Not found")
 
 
 def test_rest_oversized_body_gets_413_json(server):
