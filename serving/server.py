@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 GRPC_MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's limit (grpcio's largest), "2 GiB"
 EXIT_MARGIN_SECONDS = 2.0
 KEEPALIVE_SECONDS = 75.0  # idle keep-alive connections are closed after this
+LINGER_SECONDS = 1.0  # after an early answer (408, 413), how long the rest of a body is read before closing
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
     api = RestApi(manager, executor, big_executor, options.rest_limits)
     # No per-request access log: like TF Serving, log model events, not traffic.
     http = HttpServer(api.handle, options.rest_limits.header_timeout, access_log=None,
-                      keepalive_timeout=KEEPALIVE_SECONDS)
+                      keepalive_timeout=KEEPALIVE_SECONDS, lingering_time=LINGER_SECONDS)
     runner = web.ServerRunner(http, handle_signals=False, shutdown_timeout=options.grace_seconds)
     await runner.setup()
     try:
