@@ -37,14 +37,19 @@ from keras_itl.cli.options import positive, user_errors
 @click.option("--load_retry_interval_micros", "--load-retry-interval-micros", "load_retry_interval_micros",
               type=click.IntRange(0), default=60_000_000, show_default=True,
               help="Microseconds between retries of a failed version load (as in TF Serving).")
+@click.option("--monitoring_config_file", "--monitoring-config-file", "monitoring_config_file",
+              type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TF Serving text MonitoringConfig; with prometheus_config { enable: true } the REST port serves "
+              "Prometheus metrics at its path (default /monitoring/prometheus/metrics).")
 @click.option("--workers", type=int, default=8, show_default=True, callback=positive,
               help="Threads running inference for each protocol.")
 @user_errors
 def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, host, poll_seconds,
           max_request_bytes, grpc_max_message_bytes, header_timeout_seconds, body_timeout_seconds, grace_seconds,
-          max_num_load_retries, load_retry_interval_micros, workers) -> None:
+          max_num_load_retries, load_retry_interval_micros, monitoring_config_file, workers) -> None:
     """Serve SavedModels over TF Serving's REST and gRPC APIs, reloading new versions as they appear."""
     from keras_itl.errors import UserError
+    from keras_itl.serving.metrics import metrics_path
     from keras_itl.serving.model_config import load_model_config_file, single_model
     from keras_itl.serving.model_manager import LoadRetries
     from keras_itl.serving.rest import RestLimits
@@ -64,7 +69,8 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
     retries = LoadRetries(max_retries=max_num_load_retries, interval_seconds=load_retry_interval_micros / 1e6)
     run_server(models, ServerOptions(host=host, rest_port=rest_port, grpc_port=grpc_port, poll_seconds=poll_seconds,
                                      rest_limits=limits, grpc_max_message_bytes=grpc_max_message_bytes,
-                                     workers=workers, grace_seconds=grace_seconds, load_retries=retries))
+                                     workers=workers, grace_seconds=grace_seconds, load_retries=retries,
+                                     metrics_path=metrics_path(monitoring_config_file)))
 
 
 @click.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from concurrent import futures
 
 import grpc
@@ -20,6 +21,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_g
 
 from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map
 from keras_itl.serving.errors import InvalidArgument, ServingError
+from keras_itl.serving.metrics import record_request
 from keras_itl.serving.model_manager import ModelManager
 from keras_itl.serving.prediction import DEFAULT_SIGNATURE, get_signature, run_prediction
 from keras_itl.serving.signatures import dtype_name
@@ -82,10 +84,23 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_abort_on_errors
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         """Run a signature; ``output_filter`` selects which outputs to return."""
+        started, status = time.perf_counter(), "INTERNAL"
+        try:
+            response = self._predict(request)
+            status = "OK"
+            return response
+        except ServingError as error:
+            status = error.grpc_code.name
+            raise
+        finally:
+            record_request(self._manager.metric_name(request.model_spec.name), "GRPC", status,
+                           time.perf_counter() - started)
+
+    def _predict(self, request) -> predict_pb2.PredictResponse:
         loaded = self._manager.resolve(*_addressed(request.model_spec))
         signature = get_signature(loaded, request.model_spec.signature_name)
         inputs = {name: tensor_from_proto(name, proto, self._max_tensor_bytes) for name, proto in request.inputs.items()}
-        outputs = run_prediction(signature, inputs, request.output_filter)
+        outputs = run_prediction(signature, inputs, request.output_filter, model_name=loaded.name)
         response = predict_pb2.PredictResponse(
             model_spec=model_spec(loaded, request.model_spec.signature_name or DEFAULT_SIGNATURE))
         for name, value in outputs.items():

@@ -20,6 +20,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from keras_itl.serving.errors import ServableNotFound
+from keras_itl.serving.metrics import record_load
 from keras_itl.serving.model_config import ModelConfig
 from keras_itl.serving.signatures import Signature, signatures_of
 from keras_itl.serving.warmup import replay_warmup
@@ -181,9 +182,11 @@ class ModelManager:
         name = model.config.name
         with self._lock:
             self._set_status(model, version, "LOADING")
+        started = time.perf_counter()
         try:
             loaded = load_saved_model(name, version, path)
         except Exception as error:  # any load failure is the model's problem, reported in its status
+            record_load(path, None)
             message = f"{type(error).__name__}: {error}".strip()
             log.error("failed to load %s version %d: %s", name, version, message)
             with self._lock:
@@ -193,6 +196,7 @@ class ModelManager:
                                                  time.monotonic() + self._retries.interval_seconds)
                 self._set_status(model, version, "END", message)
             return
+        record_load(path, time.perf_counter() - started)
         with self._lock:
             model.failed.pop(version, None)
             model.available[version] = loaded
@@ -208,6 +212,11 @@ class ModelManager:
         model.statuses[version] = VersionStatus(version, state, error)
 
     # -- queries -------------------------------------------------------------------------------
+    def metric_name(self, name: str) -> str:
+        """``name`` as a metric label when it is a served model; one label for all others, so clients
+        asking for random names cannot grow the metrics without bound."""
+        return name if name in self._models else "<unknown model>"
+
     def _model(self, name: str) -> _Model:
         model = self._models.get(name)
         if model is None:

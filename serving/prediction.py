@@ -4,12 +4,14 @@ REST and gRPC both end here, so a request is judged by the same rules whichever 
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import tensorflow as tf
 
 from keras_itl.serving.errors import InvalidArgument, ServingError, SignatureNotFound
+from keras_itl.serving.metrics import record_runtime
 from keras_itl.serving.signatures import Signature, dtype_name
 
 if TYPE_CHECKING:  # the manager loads versions through the warmup, which runs predictions
@@ -55,19 +57,25 @@ def _op_error_text(error: tf.errors.OpError) -> str:
     return " ".join(lines) or error.message
 
 
-def run_prediction(signature: Signature, inputs: dict[str, np.ndarray],
-                   output_filter: Iterable[str] = ()) -> dict[str, np.ndarray]:
-    """Run a signature on checked inputs; ``output_filter`` (if not empty) selects outputs by name."""
+def run_prediction(signature: Signature, inputs: dict[str, np.ndarray], output_filter: Iterable[str] = (),
+                   model_name: str | None = None) -> dict[str, np.ndarray]:
+    """Run a signature on checked inputs; ``output_filter`` (if not empty) selects outputs by name.
+
+    With a ``model_name``, the model call's time is recorded as that model's runtime latency.
+    """
     check_inputs(signature, inputs)
     wanted = list(output_filter)
     unknown = [name for name in wanted if name not in signature.outputs]
     if unknown:
         raise InvalidArgument(f"output_filter names unknown outputs {unknown}; the signature's outputs are "
                               f"{sorted(signature.outputs)}")
+    started = time.perf_counter()
     try:
         outputs = signature(inputs)
     except tf.errors.InvalidArgumentError as error:
         raise InvalidArgument(_op_error_text(error)) from None
     except tf.errors.OpError as error:
         raise ServingError(_op_error_text(error)) from None
+    if model_name is not None:
+        record_runtime(model_name, time.perf_counter() - started)
     return {name: outputs[name] for name in wanted} if wanted else outputs

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from keras_itl.serving.api_messages import (SIGNATURE_DEF_FIELD, model_spec, mod
                                             to_json_dict)
 from keras_itl.serving.errors import InvalidArgument, ServingError, Unavailable
 from keras_itl.serving.http_server import json_error, json_response
+from keras_itl.serving.metrics import CONTENT_TYPE, exposition, record_request
 from keras_itl.serving.model_manager import ModelManager
 from keras_itl.serving.prediction import get_signature, run_prediction
 
@@ -35,6 +37,9 @@ MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving
 BIG_BODY_BYTES = 1024 * 1024
 MAX_QUEUED_BIG = 4
 _CHUNK = 256 * 1024
+# The status label of request metrics for REST answers, named like the gRPC codes TF Serving reports.
+_STATUS_NAMES = {200: "OK", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 413: "RESOURCE_EXHAUSTED",
+                 500: "INTERNAL", 503: "UNAVAILABLE"}
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,10 @@ async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
 class RestApi:
     """Request handlers bound to a model manager and the thread pools that run predictions."""
 
-    def __init__(self, manager: ModelManager, executor: Executor, big_executor: Executor, limits: RestLimits):
+    def __init__(self, manager: ModelManager, executor: Executor, big_executor: Executor, limits: RestLimits,
+                 metrics_path: str | None = None):
         self._manager = manager
+        self._metrics_path = metrics_path
         self._executor = executor
         self._big_executor = big_executor
         self._limits = limits
@@ -84,18 +91,32 @@ class RestApi:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Route one request by TF Serving's URL scheme and answer errors as JSON."""
+        if request.path == self._metrics_path and request.method == "GET":
+            return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE})
         if not request.path.startswith("/v1/"):
             return json_error(404, f"Not found: {request.method} {request.path[:200]}")
         match = _PATH.match(request.path)
         action = match["action"] if match else None
         if match is None or request.method != _ACTION_METHODS[action]:
             return json_error(400, f"Malformed request: {request.method} {request.path_qs[:200]}")
+        name, label = match["name"], match["label"]
         try:
-            name, version, label = match["name"], _version(match["version"]), match["label"]
+            version = _version(match["version"])
             if action is None:
                 return json_response(to_json_dict(model_status(self._manager, name, version, label)))
             if action == "/metadata":
                 return json_response(self._metadata(name, version, label))
+        except ServingError as error:
+            return json_error(error.http_status, str(error))
+        started = time.perf_counter()
+        response = await self._answer_predict(request, name, version, label)
+        record_request(self._manager.metric_name(name), "REST", _STATUS_NAMES.get(response.status, "UNKNOWN"),
+                       time.perf_counter() - started)
+        return response
+
+    async def _answer_predict(self, request: web.BaseRequest, name: str, version: int | None,
+                              label: str | None) -> web.Response:
+        try:
             return json_response(await self._run_predict(request, name, version, label))
         except _BodyTooLarge:
             return self._closing(json_error(413, f"Request body too large: the limit is "
@@ -141,5 +162,5 @@ class RestApi:
         loaded = self._manager.resolve(name, version, label)
         signature = get_signature(loaded, request.signature_name)
         inputs = json_codec.decode_inputs(request, signature)
-        outputs = run_prediction(signature, inputs)
+        outputs = run_prediction(signature, inputs, model_name=loaded.name)
         return json_codec.encode_outputs(outputs, request.format)

@@ -45,6 +45,7 @@ class ServerOptions:
     workers: int = 8
     grace_seconds: float = 5.0
     load_retries: LoadRetries = field(default_factory=LoadRetries)
+    metrics_path: str | None = None  # REST path of the Prometheus metrics; None: not served
 
 
 def host_port(host: str, port: int) -> str:
@@ -73,7 +74,7 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
     big_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-big")
     grpc_server = make_grpc_server(manager, host_port(options.host, options.grpc_port), options.workers,
                                    options.grpc_max_message_bytes)
-    api = RestApi(manager, executor, big_executor, options.rest_limits)
+    api = RestApi(manager, executor, big_executor, options.rest_limits, options.metrics_path)
     # No per-request access log: like TF Serving, log model events, not traffic.
     http = HttpServer(api.handle, options.rest_limits.header_timeout, access_log=None,
                       keepalive_timeout=KEEPALIVE_SECONDS, lingering_time=LINGER_SECONDS)
