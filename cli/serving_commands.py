@@ -41,14 +41,22 @@ from keras_itl.cli.options import positive, user_errors
               type=click.Path(dir_okay=False, exists=True), default=None,
               help="TF Serving text MonitoringConfig; with prometheus_config { enable: true } the REST port serves "
               "Prometheus metrics at its path (default /monitoring/prometheus/metrics).")
+@click.option("--enable_batching", "--enable-batching", "enable_batching", is_flag=True,
+              help="Run concurrent requests for the same signature as one batch (REST and gRPC alike).")
+@click.option("--batching_parameters_file", "--batching-parameters-file", "batching_parameters_file",
+              type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TF Serving text BatchingParameters (max_batch_size, batch_timeout_micros, max_enqueued_batches, "
+              "num_batch_threads, allowed_batch_sizes) for --enable_batching.")
 @click.option("--workers", type=int, default=8, show_default=True, callback=positive,
               help="Threads running inference for each protocol.")
 @user_errors
 def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, host, poll_seconds,
           max_request_bytes, grpc_max_message_bytes, header_timeout_seconds, body_timeout_seconds, grace_seconds,
-          max_num_load_retries, load_retry_interval_micros, monitoring_config_file, workers) -> None:
+          max_num_load_retries, load_retry_interval_micros, monitoring_config_file, enable_batching,
+          batching_parameters_file, workers) -> None:
     """Serve SavedModels over TF Serving's REST and gRPC APIs, reloading new versions as they appear."""
     from keras_itl.errors import UserError
+    from keras_itl.serving.batching import load_batching_parameters
     from keras_itl.serving.metrics import metrics_path
     from keras_itl.serving.model_config import load_model_config_file, single_model
     from keras_itl.serving.model_manager import LoadRetries
@@ -63,6 +71,9 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
         models = single_model(model_name, model_base_path)
     else:
         raise UserError("give --model-base-path and --model-name, or --model-config-file")
+    if batching_parameters_file and not enable_batching:
+        raise UserError("--batching_parameters_file needs --enable_batching")
+    batching = load_batching_parameters(batching_parameters_file) if enable_batching else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = RestLimits(max_request_bytes=max_request_bytes, header_timeout=header_timeout_seconds,
                         body_timeout=body_timeout_seconds)
@@ -70,7 +81,7 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
     run_server(models, ServerOptions(host=host, rest_port=rest_port, grpc_port=grpc_port, poll_seconds=poll_seconds,
                                      rest_limits=limits, grpc_max_message_bytes=grpc_max_message_bytes,
                                      workers=workers, grace_seconds=grace_seconds, load_retries=retries,
-                                     metrics_path=metrics_path(monitoring_config_file)))
+                                     metrics_path=metrics_path(monitoring_config_file), batching=batching))
 
 
 @click.command()

@@ -23,7 +23,7 @@ from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, model_spec, mode
 from keras_itl.serving.errors import InvalidArgument, ServingError
 from keras_itl.serving.metrics import record_request
 from keras_itl.serving.model_manager import ModelManager
-from keras_itl.serving.prediction import DEFAULT_SIGNATURE, get_signature, run_prediction
+from keras_itl.serving.prediction import DEFAULT_SIGNATURE, Predict, get_signature, run_prediction
 from keras_itl.serving.signatures import dtype_name
 
 _POINTER_BYTES = 8  # a string element costs at least its object reference once decoded
@@ -77,9 +77,10 @@ def _abort_on_errors(method):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata over the manager's loaded versions."""
 
-    def __init__(self, manager: ModelManager, max_tensor_bytes: int):
+    def __init__(self, manager: ModelManager, max_tensor_bytes: int, predict: Predict = run_prediction):
         self._manager = manager
         self._max_tensor_bytes = max_tensor_bytes
+        self._run_model = predict
 
     @_abort_on_errors
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
@@ -100,7 +101,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         loaded = self._manager.resolve(*_addressed(request.model_spec))
         signature = get_signature(loaded, request.model_spec.signature_name)
         inputs = {name: tensor_from_proto(name, proto, self._max_tensor_bytes) for name, proto in request.inputs.items()}
-        outputs = run_prediction(signature, inputs, request.output_filter, model_name=loaded.name)
+        outputs = self._run_model(signature, inputs, request.output_filter, loaded.name)
         response = predict_pb2.PredictResponse(
             model_spec=model_spec(loaded, request.model_spec.signature_name or DEFAULT_SIGNATURE))
         for name, value in outputs.items():
@@ -131,13 +132,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return model_status(self._manager, *_addressed(request.model_spec))
 
 
-def make_grpc_server(manager: ModelManager, address: str, workers: int, max_message_bytes: int) -> grpc.Server:
+def make_grpc_server(manager: ModelManager, address: str, workers: int, max_message_bytes: int,
+                     predict: Predict = run_prediction) -> grpc.Server:
     """A (not yet started) grpcio server bound to ``address``; raises OSError when the port is taken."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
                          options=[("grpc.max_receive_message_length", max_message_bytes),
                                   ("grpc.max_send_message_length", max_message_bytes),
                                   ("grpc.so_reuseport", 0)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, max_message_bytes),
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, max_message_bytes, predict),
                                                                         server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
     try:

@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import prometheus_client
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from keras_itl.errors import UserError
+from keras_itl.serving.config_protos import parse_config
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # TF Serving's latency buckets: 10 us growing by 1.8x, 33 of them (up to ~2.3 hours).
@@ -98,33 +98,12 @@ def exposition() -> bytes:
     return prometheus_client.generate_latest(REGISTRY)
 
 
-def _monitoring_config_class():
-    """TF Serving's ``MonitoringConfig`` message (monitoring_config.proto), which tensorflow-serving-api lacks."""
-    file = descriptor_pb2.FileDescriptorProto(name="keras_itl/monitoring_config.proto",
-                                              package="tensorflow.serving", syntax="proto3")
-    prometheus = file.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
-                         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    prometheus.field.add(name="path", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    monitoring = file.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-                         type_name=".tensorflow.serving.PrometheusConfig",
-                         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
-
-
 def metrics_path(monitoring_config_file: str | Path | None) -> str | None:
     """The REST path serving Prometheus metrics per a text MonitoringConfig file, or None when disabled."""
     if monitoring_config_file is None:
         return None
     path = Path(monitoring_config_file)
-    try:
-        config = text_format.Parse(path.read_text(), _monitoring_config_class()())
-    except (OSError, text_format.ParseError) as error:
-        raise UserError(f"cannot read monitoring config {path}: {error}") from None
+    config = parse_config(path, "MonitoringConfig")
     if not config.prometheus_config.enable:
         return None
     served = config.prometheus_config.path or DEFAULT_PATH

@@ -25,7 +25,7 @@ from keras_itl.serving.errors import InvalidArgument, ServingError, Unavailable
 from keras_itl.serving.http_server import json_error, json_response
 from keras_itl.serving.metrics import CONTENT_TYPE, exposition, record_request
 from keras_itl.serving.model_manager import ModelManager
-from keras_itl.serving.prediction import get_signature, run_prediction
+from keras_itl.serving.prediction import Predict, get_signature, run_prediction
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ class RestApi:
     """Request handlers bound to a model manager and the thread pools that run predictions."""
 
     def __init__(self, manager: ModelManager, executor: Executor, big_executor: Executor, limits: RestLimits,
-                 metrics_path: str | None = None):
+                 predict: Predict = run_prediction, metrics_path: str | None = None):
         self._manager = manager
+        self._run_model = predict
         self._metrics_path = metrics_path
         self._executor = executor
         self._big_executor = big_executor
@@ -162,5 +163,5 @@ class RestApi:
         loaded = self._manager.resolve(name, version, label)
         signature = get_signature(loaded, request.signature_name)
         inputs = json_codec.decode_inputs(request, signature)
-        outputs = run_prediction(signature, inputs, model_name=loaded.name)
+        outputs = self._run_model(signature, inputs, (), loaded.name)
         return json_codec.encode_outputs(outputs, request.format)

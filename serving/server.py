@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from keras_itl.errors import UserError
+from keras_itl.serving.batching import Batcher, BatchingOptions
 from keras_itl.serving.grpc_service import make_grpc_server
 from keras_itl.serving.http_server import HttpServer
 from keras_itl.serving.model_config import ModelConfig
 from keras_itl.serving.model_manager import LoadRetries, ModelManager
+from keras_itl.serving.prediction import run_prediction
 from keras_itl.serving.rest import RestApi, RestLimits
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class ServerOptions:
     grace_seconds: float = 5.0
     load_retries: LoadRetries = field(default_factory=LoadRetries)
     metrics_path: str | None = None  # REST path of the Prometheus metrics; None: not served
+    batching: BatchingOptions | None = None  # server-side batching; None: every request runs alone
 
 
 def host_port(host: str, port: int) -> str:
@@ -72,9 +75,11 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
         loop.add_signal_handler(signum, stop.set)
     executor = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="rest-predict")
     big_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-big")
+    batcher = Batcher(options.batching) if options.batching else None
+    predict = batcher.predict if batcher else run_prediction
     grpc_server = make_grpc_server(manager, host_port(options.host, options.grpc_port), options.workers,
-                                   options.grpc_max_message_bytes)
-    api = RestApi(manager, executor, big_executor, options.rest_limits, options.metrics_path)
+                                   options.grpc_max_message_bytes, predict)
+    api = RestApi(manager, executor, big_executor, options.rest_limits, predict, options.metrics_path)
     # No per-request access log: like TF Serving, log model events, not traffic.
     http = HttpServer(api.handle, options.rest_limits.header_timeout, access_log=None,
                       keepalive_timeout=KEEPALIVE_SECONDS, lingering_time=LINGER_SECONDS)
@@ -94,6 +99,8 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
         await loop.run_in_executor(None, grpc_stopped.wait)
         for pool in (executor, big_executor):
             pool.shutdown(wait=False, cancel_futures=True)
+        if batcher:
+            batcher.stop()
 
 
 def run_server(models: list[ModelConfig], options: ServerOptions) -> None:
