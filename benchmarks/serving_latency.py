@@ -19,6 +19,10 @@ requests per client, cut short at a per-cell time limit. Clients are threads of 
 on a 2-core machine they share the cores with the server, as local callers do. Predictions of the
 three ways are checked to agree before anything is timed.
 
+A second server started with --enable_batching (max_batch_size 8, batch_timeout_micros 2000) is then
+measured at batch 1 with 8 clients over REST and gRPC, against the same cells without batching
+(issue 13: requests/s with batching >= 2x without).
+
 A last measurement times small REST requests (batch 1, one client) while another connection keeps one
 big `:predict` body (--big-mb, default 16 MB of JSON) in flight, against the same requests on an idle
 server: a big body must not stall everyone else.
@@ -139,11 +143,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def _server(base_path: Path, log_path: Path) -> Iterator[tuple[int, int, int]]:
+def _server(base_path: Path, log_path: Path, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, int, int]]:
     """Run ``keras-itl serve`` on free local ports until the block ends; yields (pid, REST port, gRPC port)."""
     rest_port, grpc_port = _free_port(), _free_port()
     command = [str(_keras_itl_script()), "serve", "--model-base-path", str(base_path), "--model-name", MODEL_NAME,
-               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--host", HOST]
+               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--host", HOST, *extra]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -313,6 +317,12 @@ def _figures(cells: dict[tuple[str, int, int], Cell]) -> dict[str, float]:
         "grpc_overhead_ms_b1": cells["gRPC", 1, 1].p50_ms - cells["in-process", 1, 1].p50_ms,
         "grpc_vs_inprocess_images_b32": images("gRPC") / images("in-process"),
         "grpc_clients_8_vs_1": cells["gRPC", 1, 8].requests_per_second / cells["gRPC", 1, 1].requests_per_second,
+        "batching_rest_8_clients_vs_unbatched":
+            cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 8].requests_per_second,
+        "batching_grpc_8_clients_vs_unbatched":
+            cells["gRPC batched", 1, 8].requests_per_second / cells["gRPC", 1, 8].requests_per_second,
+        "batching_rest_clients_8_vs_1": cells["REST batched", 1, 8].requests_per_second
+        / cells["REST", 1, 1].requests_per_second,
     }
 
 
@@ -326,6 +336,10 @@ def _print_targets(figures: dict[str, float]) -> None:
           + _ratio(figures["rest_clients_8_vs_1"], SCALING_TARGET))
     print(f"REST b64 images/s at batch 32 / in-process float: {figures['b64_vs_inprocess_images_b32']:.2f} "
           + _ratio(figures["b64_vs_inprocess_images_b32"], IMAGES_SHARE_TARGET))
+    print(f"batching, batch 1, 8 clients, requests/s batched / unbatched: REST "
+          f"{figures['batching_rest_8_clients_vs_unbatched']:.2f}x, gRPC {figures['batching_grpc_8_clients_vs_unbatched']:.2f}x "
+          + _ratio(figures["batching_rest_8_clients_vs_unbatched"], 2.0) + "; REST batched 8 clients / unbatched 1 client "
+          f"{figures['batching_rest_clients_8_vs_1']:.2f}x")
     print(f"gRPC (no targets): overhead {figures['grpc_overhead_ms_b1']:.2f} ms, images/s share at batch 32 "
           f"{figures['grpc_vs_inprocess_images_b32']:.2f}, 8 clients / 1 client {figures['grpc_clients_8_vs_1']:.2f}x")
 
@@ -364,6 +378,14 @@ def main() -> None:
             cells = {(way, batch, clients): _measure(openers[batch][way], clients, args)
                      for way in WAYS for batch in BATCHES for clients in CLIENTS}
             beside_big, big_seconds = _measure_beside_big(openers[1]["REST"], _rest(rest_port, big), args)
+        batching_file = Path(temp) / "batching.config"
+        batching_file.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000 }\n")
+        with _server(version_dir.parent, Path(temp) / "batching.log",
+                     ("--enable_batching", "--batching_parameters_file", str(batching_file))) as (_, rest_port, grpc_port):
+            for way, opener in (("REST batched", _rest(rest_port, batches[1])),
+                                ("gRPC batched", _grpc(grpc_port, batches[1]))):
+                _check_agreement({"in-process": openers[1]["in-process"], way: opener})
+                cells[way, 1, CLIENTS[-1]] = _measure(opener, CLIENTS[-1], args)
     _print_table(cells)
     print(f"\nREST batch 1, 1 client, while a {args.big_mb:g} MB request ({len(big)} images) is in flight: "
           f"p50 {beside_big.p50_ms:.2f} ms, p99 {beside_big.p99_ms:.2f} ms over {beside_big.requests} requests "
