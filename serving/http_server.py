@@ -68,7 +68,10 @@ class _Connection(RequestHandler):
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         """Answer a request aiohttp could not parse (or a handler crash) with a JSON error, then close."""
-        log.debug("HTTP error %d: %s", status, message or exc)
+        if status >= 500:  # a bug in a handler: keep the traceback for the operator, not the client
+            log.error("error handling %s %s", request.method, request.path, exc_info=exc)
+        else:
+            log.debug("HTTP error %d: %s", status, message or exc)
         if request.writer.output_size > 0:
             raise ConnectionError("response already started, cannot send the error")
         text = message or (str(exc) if exc is not None and status != 500 else "Internal server error")

@@ -212,6 +212,10 @@ class ModelManager:
         model.statuses[version] = VersionStatus(version, state, error)
 
     # -- queries -------------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        """The names of the served models."""
+        return list(self._models)
+
     def metric_name(self, name: str) -> str:
         """``name`` as a metric label when it is a served model; one label for all others, so clients
         asking for random names cannot grow the metrics without bound."""
