@@ -210,7 +210,7 @@ def test_rest_malformed_paths_and_methods(server):
 
 
 def test_rest_unknown_paths_answer_404_json(server):
-    for path in ("/v2/whatever", "/", "/favicon.ico", "/v1"):
+    for path in ("/v3/whatever", "/", "/favicon.ico", "/v1", "/v2x"):
         status, raw = request(f"{server.url}{path}")
         assert status == 404 and json.loads(raw)["error"].startswith("Not found")
 

@@ -251,7 +251,12 @@ def _rss_kib(pid: int) -> int:
 
 def _fuzz_body(rng: random.Random) -> tuple[str, bytes]:
     """One body drawn from the hostile classes, mutated at random."""
-    kind = rng.choice(["deep", "huge-int", "surrogate", "numbers", "mutated", "garbage", "nan", "strings", "b64"])
+    kind = rng.choice(["deep", "huge-int", "surrogate", "numbers", "mutated", "garbage", "nan", "strings", "b64", "v2"])
+    if kind == "v2":  # Open Inference Protocol bodies, posted to /v2/models/<model>/infer
+        tensor = {"name": rng.choice(["x", "text", "a"]), "datatype": rng.choice(["FP32", "BYTES", "INT64", "FP99"]),
+                  "shape": [rng.choice([0, 1, 2, 2**40, -1]) for _ in range(rng.randint(0, 3))],
+                  "data": rng.choice([[1.0], ["a"], [[1.0]], "x", [1e308] * 2])}
+        return rng.choice(["hpt", "text"]) + "/infer", json.dumps({"inputs": [tensor]}).encode()
     if kind == "deep":
         depth = rng.choice([rng.randint(1, 64), rng.randint(900, 1100), rng.randint(1100, 20_000)])
         return rng.choice(["hpt", "text"]), b'{"instances": ' + nested(depth, rng.choice([b"1", b'"a"', b""])) + b"}"
@@ -307,7 +312,8 @@ def test_seeded_fuzz_keeps_the_server_correct_and_bounded(server):
     statuses = []
     for _ in range(250):
         model, body = _fuzz_body(rng)
-        status, raw = request(url(server, f"{model}:predict"), body)
+        target = f"{server.url}/v2/models/{model}" if model.endswith("/infer") else url(server, f"{model}:predict")
+        status, raw = request(target, body)
         answer = json.loads(raw)
         assert status == 200 or (400 <= status < 500 and list(answer) == ["error"]), (status, body[:200], raw[:300])
         statuses.append(status)
