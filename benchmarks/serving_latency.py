@@ -297,6 +297,20 @@ def _measure_beside_big(small: OpenCaller, big: OpenCaller, args: argparse.Names
     return cell, durations
 
 
+def _measure_batching(base_path: Path, temp: Path, in_process: OpenCaller, images: np.ndarray,
+                      args: argparse.Namespace) -> dict[tuple[str, int, int], Cell]:
+    """REST and gRPC at batch 1 with 8 clients against a server started with --enable_batching."""
+    batching_file = temp / "batching.config"
+    batching_file.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000 }\n")
+    cells = {}
+    with _server(base_path, temp / "batching.log",
+                 ("--enable_batching", "--batching_parameters_file", str(batching_file))) as (_, rest_port, grpc_port):
+        for way, opener in (("REST batched", _rest(rest_port, images)), ("gRPC batched", _grpc(grpc_port, images))):
+            _check_agreement({"in-process": in_process, way: opener})
+            cells[way, 1, CLIENTS[-1]] = _measure(opener, CLIENTS[-1], args)
+    return cells
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
@@ -309,7 +323,7 @@ def _figures(cells: dict[tuple[str, int, int], Cell]) -> dict[str, float]:
     """The issue's named figures, from cells measured in this run."""
     def images(way: str, clients: int = 1) -> float:
         return cells[way, 32, clients].requests_per_second * 32
-    return {
+    figures = {
         "rest_overhead_ms_b1": cells["REST", 1, 1].p50_ms - cells["in-process", 1, 1].p50_ms,
         "rest_vs_inprocess_images_b32": images("REST") / images("in-process"),
         "rest_clients_8_vs_1": cells["REST", 1, 8].requests_per_second / cells["REST", 1, 1].requests_per_second,
@@ -317,13 +331,17 @@ def _figures(cells: dict[tuple[str, int, int], Cell]) -> dict[str, float]:
         "grpc_overhead_ms_b1": cells["gRPC", 1, 1].p50_ms - cells["in-process", 1, 1].p50_ms,
         "grpc_vs_inprocess_images_b32": images("gRPC") / images("in-process"),
         "grpc_clients_8_vs_1": cells["gRPC", 1, 8].requests_per_second / cells["gRPC", 1, 1].requests_per_second,
-        "batching_rest_8_clients_vs_unbatched":
-            cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 8].requests_per_second,
-        "batching_grpc_8_clients_vs_unbatched":
-            cells["gRPC batched", 1, 8].requests_per_second / cells["gRPC", 1, 8].requests_per_second,
-        "batching_rest_clients_8_vs_1": cells["REST batched", 1, 8].requests_per_second
-        / cells["REST", 1, 1].requests_per_second,
     }
+    if ("REST batched", 1, 8) in cells:
+        figures.update({
+            "batching_rest_8_clients_vs_unbatched":
+                cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 8].requests_per_second,
+            "batching_grpc_8_clients_vs_unbatched":
+                cells["gRPC batched", 1, 8].requests_per_second / cells["gRPC", 1, 8].requests_per_second,
+            "batching_rest_clients_8_vs_1":
+                cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 1].requests_per_second,
+        })
+    return figures
 
 
 def _print_targets(figures: dict[str, float]) -> None:
@@ -336,10 +354,12 @@ def _print_targets(figures: dict[str, float]) -> None:
           + _ratio(figures["rest_clients_8_vs_1"], SCALING_TARGET))
     print(f"REST b64 images/s at batch 32 / in-process float: {figures['b64_vs_inprocess_images_b32']:.2f} "
           + _ratio(figures["b64_vs_inprocess_images_b32"], IMAGES_SHARE_TARGET))
-    print(f"batching, batch 1, 8 clients, requests/s batched / unbatched: REST "
-          f"{figures['batching_rest_8_clients_vs_unbatched']:.2f}x, gRPC {figures['batching_grpc_8_clients_vs_unbatched']:.2f}x "
-          + _ratio(figures["batching_rest_8_clients_vs_unbatched"], 2.0) + "; REST batched 8 clients / unbatched 1 client "
-          f"{figures['batching_rest_clients_8_vs_1']:.2f}x")
+    if "batching_rest_8_clients_vs_unbatched" in figures:
+        print(f"batching, batch 1, 8 clients, requests/s batched / unbatched: REST "
+              f"{figures['batching_rest_8_clients_vs_unbatched']:.2f}x, gRPC "
+              f"{figures['batching_grpc_8_clients_vs_unbatched']:.2f}x "
+              + _ratio(figures["batching_rest_8_clients_vs_unbatched"], 2.0)
+              + f"; REST batched 8 clients / unbatched 1 client {figures['batching_rest_clients_8_vs_1']:.2f}x")
     print(f"gRPC (no targets): overhead {figures['grpc_overhead_ms_b1']:.2f} ms, images/s share at batch 32 "
           f"{figures['grpc_vs_inprocess_images_b32']:.2f}, 8 clients / 1 client {figures['grpc_clients_8_vs_1']:.2f}x")
 
@@ -357,6 +377,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per client before each cell")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="time limit of each cell's timed part")
     parser.add_argument("--big-mb", type=float, default=16.0, help="size of the big request kept in flight")
+    parser.add_argument("--without-batching", action="store_true",
+                        help="skip the batching server (for servers that lack --enable_batching)")
     args = parser.parse_args()
     began = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -378,14 +400,8 @@ def main() -> None:
             cells = {(way, batch, clients): _measure(openers[batch][way], clients, args)
                      for way in WAYS for batch in BATCHES for clients in CLIENTS}
             beside_big, big_seconds = _measure_beside_big(openers[1]["REST"], _rest(rest_port, big), args)
-        batching_file = Path(temp) / "batching.config"
-        batching_file.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000 }\n")
-        with _server(version_dir.parent, Path(temp) / "batching.log",
-                     ("--enable_batching", "--batching_parameters_file", str(batching_file))) as (_, rest_port, grpc_port):
-            for way, opener in (("REST batched", _rest(rest_port, batches[1])),
-                                ("gRPC batched", _grpc(grpc_port, batches[1]))):
-                _check_agreement({"in-process": openers[1]["in-process"], way: opener})
-                cells[way, 1, CLIENTS[-1]] = _measure(opener, CLIENTS[-1], args)
+        if not args.without_batching:
+            cells.update(_measure_batching(version_dir.parent, Path(temp), openers[1]["in-process"], batches[1], args))
     _print_table(cells)
     print(f"\nREST batch 1, 1 client, while a {args.big_mb:g} MB request ({len(big)} images) is in flight: "
           f"p50 {beside_big.p50_ms:.2f} ms, p99 {beside_big.p99_ms:.2f} ms over {beside_big.requests} requests "
