@@ -117,9 +117,13 @@ class Batcher:
             thread.start()
 
     def stop(self) -> None:
-        """Let the batch threads finish the batch in hand and exit."""
+        """Let the batch threads finish the batch in hand and exit; requests still queued fail as UNAVAILABLE."""
         with self._condition:
             self._stopped = True
+            for queue in self._queues.values():
+                for task in queue.tasks:
+                    task.result.set_exception(Unavailable("the server is shutting down"))
+            self._queues.clear()
             self._condition.notify_all()
 
     def predict(self, signature: Signature, inputs: dict[str, np.ndarray], output_filter: Iterable[str] = (),

@@ -112,7 +112,10 @@ def _input_array(spec: dict, dtype: tf.DType, binary: bytes | None) -> np.ndarra
     data = spec.get("data")
     if not isinstance(data, list):
         raise InvalidArgument(f"input '{name}' needs 'data' (a list) or binary data")
-    flat = np.asarray(data, dtype=object).ravel() if dtype == tf.string else None
+    try:
+        flat = np.asarray(data, dtype=object if dtype == tf.string else dtype.as_numpy_dtype).ravel()
+    except (ValueError, TypeError, OverflowError):  # ragged, too deep, or values of another type
+        raise InvalidArgument(f"input '{name}' expects {datatype(dtype)} data in a regular nesting") from None
     if dtype == tf.string:
         if any(not isinstance(item, str) for item in flat):
             raise InvalidArgument(f"input '{name}': BYTES data must be strings")
@@ -120,11 +123,6 @@ def _input_array(spec: dict, dtype: tf.DType, binary: bytes | None) -> np.ndarra
             flat[:] = [item.encode("utf-8") for item in flat]
         except UnicodeEncodeError:
             raise InvalidArgument(f"input '{name}': strings must be valid Unicode") from None
-    else:
-        try:
-            flat = np.asarray(data, dtype=dtype.as_numpy_dtype).ravel()
-        except (ValueError, TypeError, OverflowError):
-            raise InvalidArgument(f"input '{name}' expects {datatype(dtype)} data") from None
     if flat.size != count:
         raise InvalidArgument(f"input '{name}': {flat.size} values for shape {shape}")
     return flat.reshape(shape)

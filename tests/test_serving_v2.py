@@ -67,10 +67,18 @@ def test_the_protocols_example_inference_request(server):
     ({"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]}], "outputs": [{"name": "z"}]},
      "unknown outputs"),
     ({"inputs": "nope"}, "list"),
+    ({"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [[1], [2, 3]]}]}, "regular nesting"),
 ])
 def test_bad_inference_requests_get_400_json(server, body, fragment):
     status, answer = post(f"{server.url}/v2/models/hpt/infer", body)
     assert status == 400 and fragment in answer["error"]
+
+
+def test_deeply_nested_bytes_data_is_refused(server):
+    body = b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ' + b"[" * 900 + b'"a"' \
+        + b"]" * 900 + b"}]}"
+    status, raw = request(f"{server.url}/v2/models/text/infer", body)
+    assert status == 400 and list(json.loads(raw)) == ["error"]
 
 
 def test_malformed_v2_paths_are_400_json(server):
