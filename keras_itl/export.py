@@ -109,17 +109,24 @@ class _ServingModule(tf.Module):
 
     def _predict_encoded(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         height, width, channels = self.image_shape
-        images = tf.map_fn(self._decode, image_bytes,
-                           fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+        with tf.control_dependencies([self._pixel_check(_header_pixels(image_bytes))]):
+            images = tf.map_fn(self._decode, image_bytes,
+                               fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
         return self._predict(images)
+
+    def _pixel_check(self, pixels: tf.Tensor) -> tf.Operation:
+        """An InvalidArgument when an image's header promises more pixels than the cap, before it is decoded."""
+        return tf.debugging.assert_less_equal(
+            pixels, tf.constant(self.max_decoded_pixels, tf.int64),
+            message=f"image has more than {self.max_decoded_pixels} pixels, the limit of this model's serving_bytes")
 
     def _decode(self, encoded: tf.Tensor) -> tf.Tensor:
         """One encoded image as float32 pixels of the model's size and channel count (alpha dropped)."""
         height, width, channels = self.image_shape
-        too_big = tf.debugging.assert_less_equal(
-            _header_pixels(encoded), tf.constant(self.max_decoded_pixels, tf.int64),
-            message=f"image has more than {self.max_decoded_pixels} pixels, the limit of this model's serving_bytes")
-        with tf.control_dependencies([too_big]):
+        jpeg_pixels = tf.cond(tf.equal(tf.strings.substr(encoded, 0, 2), b"\xff\xd8"),
+                              lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
+                              lambda: tf.constant(0, tf.int64))
+        with tf.control_dependencies([self._pixel_check(jpeg_pixels)]):
             image = tf.io.decode_image(encoded, expand_animations=False, dtype=tf.uint8)
         colour = tf.shape(image)[-1] >= 3
         image = image[..., : tf.where(colour, 3, 1)]
@@ -130,25 +137,24 @@ class _ServingModule(tf.Module):
 
 
 def _header_int(padded: tf.Tensor, offset: int, size: int, little_endian: bool) -> tf.Tensor:
-    """An unsigned integer of ``size`` bytes at ``offset`` of an encoded image's header."""
+    """The unsigned integer of ``size`` bytes at ``offset`` of each encoded image's header."""
     digits = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, size), tf.uint8), tf.int64)
     weights = tf.constant([256**k for k in (range(size) if little_endian else reversed(range(size)))], tf.int64)
-    return tf.reduce_sum(digits * weights)
+    return tf.reduce_sum(digits * weights, axis=-1)
 
 
-def _header_pixels(encoded: tf.Tensor) -> tf.Tensor:
-    """Width x height of a PNG, GIF, BMP or JPEG image read from its header (0 for other data)."""
-    padded = tf.strings.join([encoded, tf.constant(b"\0" * 32)])
-    prefix = tf.strings.substr(padded, 0, 4)
+def _header_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Width x height of each PNG, GIF or BMP image of a batch, read from its header (0 for other data;
+    JPEG headers need a parser and are read per image in ``_decode``)."""
+    padded = tf.strings.join([image_bytes, tf.fill(tf.shape(image_bytes), b"\0" * 32)])
+    prefix, two = tf.strings.substr(padded, 0, 4), tf.strings.substr(padded, 0, 2)
+    png = _header_int(padded, 16, 4, False) * _header_int(padded, 20, 4, False)
+    gif = _header_int(padded, 6, 2, True) * _header_int(padded, 8, 2, True)
     bmp_height = _header_int(padded, 22, 4, True)  # negative (two's complement) for top-down bitmaps
-    bmp_height = tf.where(bmp_height >= 2**31, 2**32 - bmp_height, bmp_height)
-    return tf.case([
-        (tf.equal(prefix, b"\x89PNG"), lambda: _header_int(padded, 16, 4, False) * _header_int(padded, 20, 4, False)),
-        (tf.equal(prefix, b"GIF8"), lambda: _header_int(padded, 6, 2, True) * _header_int(padded, 8, 2, True)),
-        (tf.equal(tf.strings.substr(prefix, 0, 2), b"BM"), lambda: _header_int(padded, 18, 4, True) * bmp_height),
-        (tf.equal(tf.strings.substr(prefix, 0, 2), b"\xff\xd8"),
-         lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64))),
-    ], default=lambda: tf.constant(0, tf.int64))
+    bmp = _header_int(padded, 18, 4, True) * tf.where(bmp_height >= 2**31, 2**32 - bmp_height, bmp_height)
+    zero = tf.zeros_like(png)
+    return tf.where(tf.equal(prefix, b"\x89PNG"), png,
+                    tf.where(tf.equal(prefix, b"GIF8"), gif, tf.where(tf.equal(two, b"BM"), bmp, zero)))
 
 
 def _warmup_log(model_name: str, image_shape: tuple[int, int, int]) -> prediction_log_pb2.PredictionLog:
