@@ -77,3 +77,12 @@ def test_outputs_are_written_from_numpy_and_read_back_bit_for_bit():
     assert [r["c"] for r in rows] == [1, 2, 3]
     assert json_codec.encode_outputs({"y": np.array([np.nan, np.inf], np.float32)}, json_codec.COLUMNAR) == \
         b'{"outputs":[NaN,Infinity]}'
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 9])
+def test_numbers_are_read_across_chunk_boundaries(monkeypatch, count):
+    monkeypatch.setattr("keras_itl.serving.numeric_json.CHUNK", 3)
+    values = np.arange(count, dtype=np.float32).reshape(count, 1) / 7
+    text = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+    np.testing.assert_array_equal(parse_number_array(text, np.float32), values)
+    assert parse_number_array(text[:-2] + b"-" + text[-2:], np.float32) is None  # the last chunk's last number
