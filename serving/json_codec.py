@@ -4,9 +4,9 @@ Follows TF Serving's JSON mapping: ``instances`` (row format) or ``inputs`` (col
 strings as ``{"b64": ...}``, NaN/Infinity as bare tokens, floats with enough digits to round-trip, and
 outputs named ``*_bytes`` written back as ``{"b64": ...}``.
 
-Speed: bodies are parsed with orjson; a request whose tensor is one plain array of numbers keeps that
-array as text (``RawArray``) until the signature's dtype is known, then ``numeric_json`` reads it
-straight into numpy. Numeric outputs are written by orjson from the numpy arrays (float32 as the
+Speed: bodies are parsed with orjson; in bodies of ``FAST_PATH_BYTES`` or more, a tensor that is one
+plain array of numbers stays text (``RawArray``) until the signature's dtype is known, then
+``numeric_json`` reads it into numpy without building nested lists. Numeric outputs are written by orjson from the numpy arrays (float32 as the
 shortest decimal that reads back to the same float32). Only non-finite floats, strings and dtypes
 orjson cannot write take the slower path through Python lists and the standard library.
 
@@ -33,6 +33,7 @@ ROW, COLUMNAR = "instances", "inputs"
 MAX_DEPTH = 1024  # orjson's nesting limit, applied to the standard-library fallback too
 _NUMPY_FLOATS = (np.float16, np.float32, np.float64)
 _PLACEHOLDER = b"0"
+FAST_PATH_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,11 @@ def loads(body: bytes) -> Any:
 
 
 def _parse_request(body: bytes) -> Any:
-    """The request object, with its tensor left as a RawArray when it is one plain array of numbers."""
-    found = find_tensor_array(body)
+    """The request object, with its tensor left as a RawArray when it is one plain array of numbers.
+
+    Below ``FAST_PATH_BYTES`` a plain parse is quicker than the fast path's vectorised passes.
+    """
+    found = find_tensor_array(body) if len(body) >= FAST_PATH_BYTES else None
     if found is not None:
         key, start, end = found
         try:
@@ -154,12 +158,25 @@ def _string_array(value: Any, name: str) -> np.ndarray:
     return array.reshape(shape)
 
 
+def _check_rank(value: Any, name: str) -> None:
+    """Refuse nesting deeper than MAX_RANK along the first elements (numpy finds any deeper elsewhere)."""
+    for _ in range(MAX_RANK + 1):
+        if not isinstance(value, list):
+            return
+        value = value[0] if value else None
+    raise InvalidArgument(f"input '{name}': tensors may have at most {MAX_RANK} dimensions")
+
+
 def _numeric_array(value: Any, dtype: tf.DType, name: str) -> np.ndarray:
-    leaves, shape = _leaves(value, name)
+    _check_rank(value, name)
     try:
-        array = np.asarray(leaves).reshape(shape)
-    except (ValueError, OverflowError, TypeError):
+        array = np.asarray(value)
+    except ValueError:  # ragged lists, or nested deeper than numpy's 64 dimensions
+        raise InvalidArgument(f"input '{name}': lists at the same depth must all have the same length") from None
+    except (OverflowError, TypeError):
         raise InvalidArgument(f"input '{name}' expects {dtype_name(dtype)} values") from None
+    if array.ndim > MAX_RANK:
+        raise InvalidArgument(f"input '{name}': tensors may have at most {MAX_RANK} dimensions")
     if array.size and (array.dtype.kind not in "biuf" or (array.dtype.kind == "b") != dtype.is_bool):
         raise InvalidArgument(f"input '{name}' expects {dtype_name(dtype)} values")
     if dtype.is_integer:

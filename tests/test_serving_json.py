@@ -15,6 +15,12 @@ from keras_itl.serving.numeric_json import find_tensor_array, parse_number_array
 from keras_itl.serving.signatures import Signature
 
 
+@pytest.fixture(autouse=True)
+def fast_path_for_every_size(monkeypatch):
+    """Small bodies normally skip the fast path; these tests are about it."""
+    monkeypatch.setattr(json_codec, "FAST_PATH_BYTES", 0)
+
+
 def _signature(shape, dtype=tf.float32) -> Signature:
     return Signature(lambda **_: {}, {"x": tf.TensorSpec(shape, dtype, name="x")}, {})
 
@@ -60,6 +66,11 @@ def test_the_candidate_array_is_found_only_once():
     assert find_tensor_array(b'{"instances": [1], "inputs": [2]}') is None
     key, start, end = find_tensor_array(b'{"inputs" :\n[[1, 2]] }')
     assert key == "inputs" and b'{"inputs" :\n[[1, 2]] }'[start:end] == b"[[1, 2]]"
+
+
+def test_the_fast_path_is_taken_for_float_arrays_only():
+    assert isinstance(json_codec.parse_predict_body(b'{"instances": [[1.5]]}').payload, json_codec.RawArray)
+    assert not isinstance(json_codec.parse_predict_body(b'{"instances": [{"x": [1.5]}]}').payload, json_codec.RawArray)
 
 
 def test_integer_inputs_take_the_checked_path():
