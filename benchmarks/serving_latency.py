@@ -8,21 +8,36 @@ here with tf.saved_model.load, so all three ways run the same `serving_default` 
 - REST: http.client POSTs of JSON `{"instances": ...}` (row format) to `:predict` over one keep-alive
   connection per client; the body is encoded and the response parsed on every request, as a real
   client does;
+- REST b64: the same images as PNG files, sent base64-encoded as `{"b64": ...}` to the
+  `serving_bytes` signature (what a client posting camera images does); the server decodes them;
 - gRPC: keras-itl's GrpcClient (PredictionService.Predict), one channel per client.
+
+REST clients encode requests and parse responses with orjson, as keras-itl's RestClient does.
 
 Each cell (way x batch 1/32 x 1/8 clients) warms every client up, then times a fixed number of
 requests per client, cut short at a per-cell time limit. Clients are threads of this process, so
 on a 2-core machine they share the cores with the server, as local callers do. Predictions of the
 three ways are checked to agree before anything is timed.
 
-Targets (2 CPU cores): REST p50 minus in-process p50 <= 3 ms at batch 1 with one client, and 8 clients
-reach >= 1.5x the requests/s of one client at batch 1, over REST and over gRPC.
+A second server started with --enable_batching (max_batch_size 8, batch_timeout_micros 2000) is then
+measured at batch 1 with 8 clients over REST and gRPC, against the same cells without batching
+(issue 13: requests/s with batching >= 2x without).
 
-    python benchmarks/serving_latency.py [--requests 100] [--warmup 10] [--max-seconds 8]
+A last measurement times small REST requests (batch 1, one client) while another connection keeps one
+big `:predict` body (--big-mb, default 16 MB of JSON) in flight, against the same requests on an idle
+server: a big body must not stall everyone else.
+
+Targets (2 CPU cores, issue 15): REST p50 minus in-process p50 <= 3 ms at batch 1 with one client;
+REST images/s at batch 32 >= 50% of in-process; REST (batch 1) 8 clients >= 1.5x the requests/s of one
+client; REST b64 images/s at batch 32 >= 50% of in-process float. The last line printed is one JSON
+object with these figures and the small-request p99 with and without a big request in flight.
+
+    python benchmarks/serving_latency.py [--requests 100] [--warmup 10] [--max-seconds 8] [--big-mb 16]
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import http.client
 import json
@@ -44,6 +59,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_itl.backbones import build_model  # noqa: E402
@@ -54,9 +70,10 @@ MODEL_NAME = "digits"
 HOST = "127.0.0.1"
 BATCHES = (1, 32)
 CLIENTS = (1, 8)
-WAYS = ("in-process", "REST", "gRPC")
+WAYS = ("in-process", "REST", "REST b64", "gRPC")
 REST_OVERHEAD_TARGET_MS = 3.0
 SCALING_TARGET = 1.5
+IMAGES_SHARE_TARGET = 0.5
 
 Call = Callable[[], np.ndarray]
 OpenCaller = Callable[[], ContextManager[Call]]
@@ -126,11 +143,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def _server(base_path: Path, log_path: Path) -> Iterator[tuple[int, int, int]]:
+def _server(base_path: Path, log_path: Path, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, int, int]]:
     """Run ``keras-itl serve`` on free local ports until the block ends; yields (pid, REST port, gRPC port)."""
     rest_port, grpc_port = _free_port(), _free_port()
     command = [str(_keras_itl_script()), "serve", "--model-base-path", str(base_path), "--model-name", MODEL_NAME,
-               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--host", HOST]
+               "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--host", HOST, *extra]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -149,28 +166,46 @@ def _in_process(signature, images: np.ndarray) -> OpenCaller:
     return open_caller
 
 
-def _rest(rest_port: int, images: np.ndarray) -> OpenCaller:
-    """Callers POSTing row-format JSON over their own keep-alive HTTP connection."""
+def _rest_caller(rest_port: int, body: Callable[[], bytes], read: Callable[[dict], np.ndarray]) -> OpenCaller:
+    """Callers POSTing ``body()`` to ``:predict`` over their own keep-alive HTTP connection."""
     path = f"/v1/models/{MODEL_NAME}:predict"
     headers = {"Content-Type": "application/json"}
 
     @contextlib.contextmanager
     def open_caller() -> Iterator[Call]:
-        connection = http.client.HTTPConnection(HOST, rest_port, timeout=30)
+        connection = http.client.HTTPConnection(HOST, rest_port, timeout=120)
 
         def call() -> np.ndarray:
-            connection.request("POST", path, json.dumps({"instances": images.tolist()}), headers)
+            connection.request("POST", path, body(), headers)
             response = connection.getresponse()
-            body = response.read()
+            answer = response.read()
             if response.status != 200:
-                raise RuntimeError(f"REST answered {response.status}: {body[:200]!r}")
-            return np.array([row["probabilities"] for row in json.loads(body)["predictions"]], np.float32)
+                raise RuntimeError(f"REST answered {response.status}: {answer[:200]!r}")
+            return read(orjson.loads(answer))
 
         try:
             yield call
         finally:
             connection.close()
     return open_caller
+
+
+def _row_probabilities(answer: dict) -> np.ndarray:
+    return np.array([row["probabilities"] for row in answer["predictions"]], np.float32)
+
+
+def _rest(rest_port: int, images: np.ndarray) -> OpenCaller:
+    """Row-format JSON of the float batch to ``serving_default``, encoded on every request."""
+    return _rest_caller(rest_port, lambda: orjson.dumps({"instances": images}, option=orjson.OPT_SERIALIZE_NUMPY),
+                        _row_probabilities)
+
+
+def _rest_b64(rest_port: int, pngs: list[bytes]) -> OpenCaller:
+    """The batch as PNG files in ``{"b64": ...}`` objects to ``serving_bytes``, encoded on every request."""
+    def body() -> bytes:
+        return orjson.dumps({"signature_name": "serving_bytes",
+                             "instances": [{"b64": base64.b64encode(png).decode("ascii")} for png in pngs]})
+    return _rest_caller(rest_port, body, _row_probabilities)
 
 
 def _grpc(grpc_port: int, images: np.ndarray) -> OpenCaller:
@@ -236,25 +271,104 @@ def _print_table(cells: dict[tuple[str, int, int], Cell]) -> None:
               f"{cell.requests_per_second:>9.1f}{cell.requests_per_second * batch:>10.1f}")
 
 
+def _in_flight(open_caller: OpenCaller, running: threading.Event, stop: threading.Event,
+               durations: list[float]) -> None:
+    """Keep one request of ``open_caller`` in flight until ``stop``; ``running`` is set once the first is sent."""
+    with open_caller() as call:
+        while not stop.is_set():
+            started = time.perf_counter()
+            running.set()
+            call()
+            durations.append(time.perf_counter() - started)
+
+
+def _measure_beside_big(small: OpenCaller, big: OpenCaller, args: argparse.Namespace) -> tuple[Cell, list[float]]:
+    """Small requests from one client while another connection keeps a big request in flight."""
+    running, stop, durations = threading.Event(), threading.Event(), []
+    worker = threading.Thread(target=_in_flight, args=(big, running, stop, durations), daemon=True)
+    worker.start()
+    running.wait()
+    time.sleep(0.05)  # the big body is being sent and decoded now
+    try:
+        cell = _measure(small, 1, args)
+    finally:
+        stop.set()
+        worker.join()
+    return cell, durations
+
+
+def _measure_batching(base_path: Path, temp: Path, in_process: OpenCaller, images: np.ndarray,
+                      args: argparse.Namespace) -> dict[tuple[str, int, int], Cell]:
+    """REST and gRPC at batch 1 with 8 clients against a server started with --enable_batching."""
+    batching_file = temp / "batching.config"
+    batching_file.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000 }\n")
+    cells = {}
+    with _server(base_path, temp / "batching.log",
+                 ("--enable_batching", "--batching_parameters_file", str(batching_file))) as (_, rest_port, grpc_port):
+        for way, opener in (("REST batched", _rest(rest_port, images)), ("gRPC batched", _grpc(grpc_port, images))):
+            _check_agreement({"in-process": in_process, way: opener})
+            cells[way, 1, CLIENTS[-1]] = _measure(opener, CLIENTS[-1], args)
+    return cells
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
 
-def _print_targets(cells: dict[tuple[str, int, int], Cell]) -> None:
-    """The two targets, at batch 1, with the measured numbers they rest on."""
-    local = cells["in-process", 1, 1].p50_ms
-    for way in ("REST", "gRPC"):
-        overhead = cells[way, 1, 1].p50_ms - local
-        target = (f"(target <= {REST_OVERHEAD_TARGET_MS:g} ms): {_verdict(overhead <= REST_OVERHEAD_TARGET_MS)}"
-                  if way == "REST" else "(no target)")
-        print(f"{way} p50 overhead over in-process, batch 1, 1 client: {cells[way, 1, 1].p50_ms:.2f} - {local:.2f} "
-              f"= {overhead:.2f} ms {target}")
-    for way in ("REST", "gRPC"):
-        one, many = cells[way, 1, CLIENTS[0]], cells[way, 1, CLIENTS[-1]]
-        ratio = many.requests_per_second / one.requests_per_second
-        print(f"{way} requests/s {CLIENTS[-1]} clients / {CLIENTS[0]} client, batch 1: {many.requests_per_second:.1f} "
-              f"/ {one.requests_per_second:.1f} = {ratio:.2f}x (target >= {SCALING_TARGET:g}x): "
-              f"{_verdict(ratio >= SCALING_TARGET)}")
+def _ratio(value: float, target: float, at_most: bool = False) -> str:
+    return f"(target {'<=' if at_most else '>='} {target:g}): {_verdict(value <= target if at_most else value >= target)}"
+
+
+def _figures(cells: dict[tuple[str, int, int], Cell]) -> dict[str, float]:
+    """The issue's named figures, from cells measured in this run."""
+    def images(way: str, clients: int = 1) -> float:
+        return cells[way, 32, clients].requests_per_second * 32
+    figures = {
+        "rest_overhead_ms_b1": cells["REST", 1, 1].p50_ms - cells["in-process", 1, 1].p50_ms,
+        "rest_vs_inprocess_images_b32": images("REST") / images("in-process"),
+        "rest_clients_8_vs_1": cells["REST", 1, 8].requests_per_second / cells["REST", 1, 1].requests_per_second,
+        "b64_vs_inprocess_images_b32": images("REST b64") / images("in-process"),
+        "grpc_overhead_ms_b1": cells["gRPC", 1, 1].p50_ms - cells["in-process", 1, 1].p50_ms,
+        "grpc_vs_inprocess_images_b32": images("gRPC") / images("in-process"),
+        "grpc_clients_8_vs_1": cells["gRPC", 1, 8].requests_per_second / cells["gRPC", 1, 1].requests_per_second,
+    }
+    if ("REST batched", 1, 8) in cells:
+        figures.update({
+            "batching_rest_8_clients_vs_unbatched":
+                cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 8].requests_per_second,
+            "batching_grpc_8_clients_vs_unbatched":
+                cells["gRPC batched", 1, 8].requests_per_second / cells["gRPC", 1, 8].requests_per_second,
+            "batching_rest_clients_8_vs_1":
+                cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 1].requests_per_second,
+        })
+    return figures
+
+
+def _print_targets(figures: dict[str, float]) -> None:
+    """The targets of issue 15 with the measured figures."""
+    print(f"REST p50 overhead over in-process, batch 1: {figures['rest_overhead_ms_b1']:.2f} ms "
+          + _ratio(figures["rest_overhead_ms_b1"], REST_OVERHEAD_TARGET_MS, at_most=True))
+    print(f"REST images/s at batch 32 / in-process: {figures['rest_vs_inprocess_images_b32']:.2f} "
+          + _ratio(figures["rest_vs_inprocess_images_b32"], IMAGES_SHARE_TARGET))
+    print(f"REST requests/s at batch 1, 8 clients / 1 client: {figures['rest_clients_8_vs_1']:.2f}x "
+          + _ratio(figures["rest_clients_8_vs_1"], SCALING_TARGET))
+    print(f"REST b64 images/s at batch 32 / in-process float: {figures['b64_vs_inprocess_images_b32']:.2f} "
+          + _ratio(figures["b64_vs_inprocess_images_b32"], IMAGES_SHARE_TARGET))
+    if "batching_rest_8_clients_vs_unbatched" in figures:
+        print(f"batching, batch 1, 8 clients, requests/s batched / unbatched: REST "
+              f"{figures['batching_rest_8_clients_vs_unbatched']:.2f}x, gRPC "
+              f"{figures['batching_grpc_8_clients_vs_unbatched']:.2f}x "
+              + _ratio(figures["batching_rest_8_clients_vs_unbatched"], 2.0)
+              + f"; REST batched 8 clients / unbatched 1 client {figures['batching_rest_clients_8_vs_1']:.2f}x")
+    print(f"gRPC (no targets): overhead {figures['grpc_overhead_ms_b1']:.2f} ms, images/s share at batch 32 "
+          f"{figures['grpc_vs_inprocess_images_b32']:.2f}, 8 clients / 1 client {figures['grpc_clients_8_vs_1']:.2f}x")
+
+
+def _big_batch(rng: np.random.Generator, megabytes: float) -> np.ndarray:
+    """Random images whose row-format JSON is about ``megabytes`` MB."""
+    one = len(orjson.dumps({"instances": rng.integers(0, 256, (1, 28, 28, 1)).astype(np.float32)},
+                           option=orjson.OPT_SERIALIZE_NUMPY))
+    return rng.integers(0, 256, (max(1, int(megabytes * 1e6 / one)), 28, 28, 1)).astype(np.float32)
 
 
 def main() -> None:
@@ -262,10 +376,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="timed requests per client and cell")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per client before each cell")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="time limit of each cell's timed part")
+    parser.add_argument("--big-mb", type=float, default=16.0, help="size of the big request kept in flight")
+    parser.add_argument("--without-batching", action="store_true",
+                        help="skip the batching server (for servers that lack --enable_batching)")
     args = parser.parse_args()
     began = time.perf_counter()
     rng = np.random.default_rng(0)
     batches = {batch: rng.integers(0, 256, (batch, 28, 28, 1)).astype(np.float32) for batch in BATCHES}
+    pngs = {batch: [tf.io.encode_png(image.astype(np.uint8)).numpy() for image in images]
+            for batch, images in batches.items()}
+    big = _big_batch(rng, args.big_mb)
     with tempfile.TemporaryDirectory() as temp:
         version_dir = _export(Path(temp) / MODEL_NAME)
         signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
@@ -273,15 +393,28 @@ def main() -> None:
             print(f"keras-itl serve pid {pid}: REST {HOST}:{rest_port}, gRPC {HOST}:{grpc_port}; "
                   f"{os.cpu_count()} CPU core(s); small-cnn 28x28x1, 10 classes")
             openers = {batch: {"in-process": _in_process(signature, images), "REST": _rest(rest_port, images),
-                               "gRPC": _grpc(grpc_port, images)} for batch, images in batches.items()}
+                               "REST b64": _rest_b64(rest_port, pngs[batch]), "gRPC": _grpc(grpc_port, images)}
+                       for batch, images in batches.items()}
             for by_way in openers.values():
                 _check_agreement(by_way)
             cells = {(way, batch, clients): _measure(openers[batch][way], clients, args)
                      for way in WAYS for batch in BATCHES for clients in CLIENTS}
+            beside_big, big_seconds = _measure_beside_big(openers[1]["REST"], _rest(rest_port, big), args)
+        if not args.without_batching:
+            cells.update(_measure_batching(version_dir.parent, Path(temp), openers[1]["in-process"], batches[1], args))
     _print_table(cells)
+    print(f"\nREST batch 1, 1 client, while a {args.big_mb:g} MB request ({len(big)} images) is in flight: "
+          f"p50 {beside_big.p50_ms:.2f} ms, p99 {beside_big.p99_ms:.2f} ms over {beside_big.requests} requests "
+          f"(idle: p99 {cells['REST', 1, 1].p99_ms:.2f} ms); big requests took "
+          + ", ".join(f"{seconds:.2f}" for seconds in big_seconds) + " s")
     print()
-    _print_targets(cells)
+    figures = _figures(cells)
+    _print_targets(figures)
+    figures.update(small_p99_ms_idle=cells["REST", 1, 1].p99_ms, small_p99_ms_big_in_flight=beside_big.p99_ms,
+                   small_requests_big_in_flight=beside_big.requests,
+                   big_request_seconds=max(big_seconds) if big_seconds else None)
     print(f"\n({time.perf_counter() - began:.0f} s in all)")
+    print(json.dumps({key: round(value, 3) if isinstance(value, float) else value for key, value in figures.items()}))
 
 
 if __name__ == "__main__":

@@ -23,15 +23,44 @@ from keras_itl.cli.options import positive, user_errors
 @click.option("--poll-seconds", type=float, default=1.0, show_default=True, callback=positive,
               help="How often the base paths are scanned for new or removed versions.")
 @click.option("--max-request-bytes", type=int, default=64 * 1024 * 1024, show_default=True, callback=positive,
-              help="Largest accepted request body; bigger REST requests get a 413 JSON error.")
+              help="Largest accepted REST request body; bigger ones get a 413 JSON error.")
+@click.option("--grpc-max-message-bytes", type=click.IntRange(1, 2**31 - 1), default=2**31 - 1, show_default=True,
+              help="Largest gRPC message, and largest tensor a gRPC request may decode to (TF Serving: 2 GiB).")
+@click.option("--header-timeout-seconds", type=float, default=10.0, show_default=True, callback=positive,
+              help="Seconds a REST client has to send a request's headers once it started them.")
+@click.option("--body-timeout-seconds", type=float, default=60.0, show_default=True, callback=positive,
+              help="Seconds a REST client has to send a request's body; slower ones get a 408 JSON error.")
+@click.option("--grace-seconds", type=float, default=5.0, show_default=True, callback=positive,
+              help="On SIGTERM, how long requests in flight may take before the server exits anyway.")
+@click.option("--max_num_load_retries", "--max-num-load-retries", "max_num_load_retries", type=click.IntRange(0),
+              default=5, show_default=True, help="Times a failed version load is retried (as in TF Serving).")
+@click.option("--load_retry_interval_micros", "--load-retry-interval-micros", "load_retry_interval_micros",
+              type=click.IntRange(0), default=60_000_000, show_default=True,
+              help="Microseconds between retries of a failed version load (as in TF Serving).")
+@click.option("--monitoring_config_file", "--monitoring-config-file", "monitoring_config_file",
+              type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TF Serving text MonitoringConfig; with prometheus_config { enable: true } the REST port serves "
+              "Prometheus metrics at its path (default /monitoring/prometheus/metrics).")
+@click.option("--enable_batching", "--enable-batching", "enable_batching", is_flag=True,
+              help="Run concurrent requests for the same signature as one batch (REST and gRPC alike).")
+@click.option("--batching_parameters_file", "--batching-parameters-file", "batching_parameters_file",
+              type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TF Serving text BatchingParameters (max_batch_size, batch_timeout_micros, max_enqueued_batches, "
+              "num_batch_threads, allowed_batch_sizes) for --enable_batching.")
 @click.option("--workers", type=int, default=8, show_default=True, callback=positive,
               help="Threads running inference for each protocol.")
 @user_errors
 def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, host, poll_seconds,
-          max_request_bytes, workers) -> None:
+          max_request_bytes, grpc_max_message_bytes, header_timeout_seconds, body_timeout_seconds, grace_seconds,
+          max_num_load_retries, load_retry_interval_micros, monitoring_config_file, enable_batching,
+          batching_parameters_file, workers) -> None:
     """Serve SavedModels over TF Serving's REST and gRPC APIs, reloading new versions as they appear."""
     from keras_itl.errors import UserError
+    from keras_itl.serving.batching import load_batching_parameters
+    from keras_itl.serving.metrics import metrics_path
     from keras_itl.serving.model_config import load_model_config_file, single_model
+    from keras_itl.serving.model_manager import LoadRetries
+    from keras_itl.serving.rest import RestLimits
     from keras_itl.serving.server import ServerOptions, run_server
 
     if model_config_file and (model_base_path or model_name):
@@ -42,10 +71,17 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
         models = single_model(model_name, model_base_path)
     else:
         raise UserError("give --model-base-path and --model-name, or --model-config-file")
+    if batching_parameters_file and not enable_batching:
+        raise UserError("--batching_parameters_file needs --enable_batching")
+    batching = load_batching_parameters(batching_parameters_file) if enable_batching else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_server(models, ServerOptions(host=host, rest_port=rest_port, grpc_port=grpc_port,
-                                     poll_seconds=poll_seconds, max_request_bytes=max_request_bytes,
-                                     workers=workers))
+    limits = RestLimits(max_request_bytes=max_request_bytes, header_timeout=header_timeout_seconds,
+                        body_timeout=body_timeout_seconds)
+    retries = LoadRetries(max_retries=max_num_load_retries, interval_seconds=load_retry_interval_micros / 1e6)
+    run_server(models, ServerOptions(host=host, rest_port=rest_port, grpc_port=grpc_port, poll_seconds=poll_seconds,
+                                     rest_limits=limits, grpc_max_message_bytes=grpc_max_message_bytes,
+                                     workers=workers, grace_seconds=grace_seconds, load_retries=retries,
+                                     metrics_path=metrics_path(monitoring_config_file), batching=batching))
 
 
 @click.command()

@@ -6,7 +6,9 @@ into place, so a server polling the base path never sees a half-written version.
 - ``serving_default``: ``images`` float32 ``[batch, H, W, C]`` raw pixels in [0, 255];
 - ``serving_bytes``: ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/GIF/BMP images, decoded,
   converted to the model's channel count and resized to H x W inside the graph (REST clients send
-  ``{"b64": ...}``); an undecodable image fails the whole request with InvalidArgument;
+  ``{"b64": ...}``); an undecodable image fails the whole request with InvalidArgument, and so does
+  an image of more than ``max_decoded_pixels`` pixels (default ``MAX_DECODED_PIXELS``, 4096 x 4096),
+  judged from its header before it is decoded, so a small file cannot make the server decode gigabytes;
 
 both returning ``probabilities`` float32 ``[batch, classes]`` and ``classes`` int64 ``[batch]``.
 ``assets/class_names.txt`` lists the class names (line i names class i),
@@ -40,6 +42,7 @@ CLASS_NAMES_FILE = "class_names.txt"
 METADATA_FILE = "keras_itl.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 _TEMP_PREFIX = ".tmp-"
+MAX_DECODED_PIXELS = 4096 * 4096
 RUN_FILE = "run.json"
 
 
@@ -88,9 +91,10 @@ def _image_shape(model: keras.Model) -> tuple[int, int, int]:
 class _ServingModule(tf.Module):
     """The exported object: the Keras model, its class-names asset and the two signature functions."""
 
-    def __init__(self, model: keras.Model, class_names_file: Path):
+    def __init__(self, model: keras.Model, class_names_file: Path, max_decoded_pixels: int):
         super().__init__()
         self.model = model
+        self.max_decoded_pixels = max_decoded_pixels
         self.class_names = tf.saved_model.Asset(str(class_names_file))
         self.image_shape = _image_shape(model)
         height, width, channels = self.image_shape
@@ -105,20 +109,52 @@ class _ServingModule(tf.Module):
 
     def _predict_encoded(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         height, width, channels = self.image_shape
-        images = tf.map_fn(self._decode, image_bytes,
-                           fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+        with tf.control_dependencies([self._pixel_check(_header_pixels(image_bytes))]):
+            images = tf.map_fn(self._decode, image_bytes,
+                               fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
         return self._predict(images)
+
+    def _pixel_check(self, pixels: tf.Tensor) -> tf.Operation:
+        """An InvalidArgument when an image's header promises more pixels than the cap, before it is decoded."""
+        return tf.debugging.assert_less_equal(
+            pixels, tf.constant(self.max_decoded_pixels, tf.int64),
+            message=f"image has more than {self.max_decoded_pixels} pixels, the limit of this model's serving_bytes")
 
     def _decode(self, encoded: tf.Tensor) -> tf.Tensor:
         """One encoded image as float32 pixels of the model's size and channel count (alpha dropped)."""
         height, width, channels = self.image_shape
-        image = tf.io.decode_image(encoded, expand_animations=False, dtype=tf.uint8)
+        jpeg_pixels = tf.cond(tf.equal(tf.strings.substr(encoded, 0, 2), b"\xff\xd8"),
+                              lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
+                              lambda: tf.constant(0, tf.int64))
+        with tf.control_dependencies([self._pixel_check(jpeg_pixels)]):
+            image = tf.io.decode_image(encoded, expand_animations=False, dtype=tf.uint8)
         colour = tf.shape(image)[-1] >= 3
         image = image[..., : tf.where(colour, 3, 1)]
         rgb = tf.cond(colour, lambda: image, lambda: tf.image.grayscale_to_rgb(image))
         rgb = tf.cast(tf.ensure_shape(rgb, [None, None, 3]), tf.float32)
         converted = rgb if channels == 3 else tf.image.rgb_to_grayscale(rgb)
         return tf.image.resize(converted, (height, width), method="bilinear")
+
+
+def _header_int(padded: tf.Tensor, offset: int, size: int, little_endian: bool) -> tf.Tensor:
+    """The unsigned integer of ``size`` bytes at ``offset`` of each encoded image's header."""
+    digits = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, size), tf.uint8), tf.int64)
+    weights = tf.constant([256**k for k in (range(size) if little_endian else reversed(range(size)))], tf.int64)
+    return tf.reduce_sum(digits * weights, axis=-1)
+
+
+def _header_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Width x height of each PNG, GIF or BMP image of a batch, read from its header (0 for other data;
+    JPEG headers need a parser and are read per image in ``_decode``)."""
+    padded = tf.strings.join([image_bytes, tf.fill(tf.shape(image_bytes), b"\0" * 32)])
+    prefix, two = tf.strings.substr(padded, 0, 4), tf.strings.substr(padded, 0, 2)
+    png = _header_int(padded, 16, 4, False) * _header_int(padded, 20, 4, False)
+    gif = _header_int(padded, 6, 2, True) * _header_int(padded, 8, 2, True)
+    bmp_height = _header_int(padded, 22, 4, True)  # negative (two's complement) for top-down bitmaps
+    bmp = _header_int(padded, 18, 4, True) * tf.where(bmp_height >= 2**31, 2**32 - bmp_height, bmp_height)
+    zero = tf.zeros_like(png)
+    return tf.where(tf.equal(prefix, b"\x89PNG"), png,
+                    tf.where(tf.equal(prefix, b"GIF8"), gif, tf.where(tf.equal(two, b"BM"), bmp, zero)))
 
 
 def _warmup_log(model_name: str, image_shape: tuple[int, int, int]) -> prediction_log_pb2.PredictionLog:
@@ -143,12 +179,14 @@ def _write_extras(directory: Path, model_name: str, image_shape: tuple[int, int,
 
 
 def export_model(model: keras.Model, model_base_path: str | os.PathLike, *, class_names: list[str],
-                 metadata: dict, version: int | None = None) -> ExportResult:
+                 metadata: dict, version: int | None = None, max_decoded_pixels: int = MAX_DECODED_PIXELS
+                 ) -> ExportResult:
     """Write ``model`` as version ``version`` (default: one above the latest) under ``model_base_path``.
 
     ``class_names[i]`` names output i; ``metadata`` (JSON-serialisable; architecture, source, target,
     method, metrics, ...) goes into ``assets.extra/keras_itl.json`` with the class names, input shape,
-    export time and keras-itl version. Refuses to overwrite an existing version.
+    export time and keras-itl version. Refuses to overwrite an existing version. ``serving_bytes``
+    refuses images of more than ``max_decoded_pixels`` pixels.
     """
     base = Path(model_base_path)
     model_name = validate_model_name(base.name)
@@ -170,7 +208,7 @@ def export_model(model: keras.Model, model_base_path: str | os.PathLike, *, clas
     try:
         names_file = staging / CLASS_NAMES_FILE
         names_file.write_text("".join(f"{name}\n" for name in class_names))
-        module = _ServingModule(model, names_file)
+        module = _ServingModule(model, names_file, max_decoded_pixels)
         exported = staging / "savedmodel"
         tf.saved_model.save(module, str(exported), signatures={
             DEFAULT_SIGNATURE: module.serve_images.get_concrete_function(),

@@ -1,6 +1,7 @@
 """Small clients for a TF Serving–compatible server (``keras-itl serve`` or the official one).
 
-``RestClient`` speaks the REST API with the standard library; ``GrpcClient`` uses the
+``RestClient`` speaks the REST API with the standard library's HTTP client and orjson (numpy batches
+are written straight from memory, float32 as shortest round-tripping decimals); ``GrpcClient`` uses the
 ``tensorflow-serving-api`` stubs. Both take a float image batch (``serving_default``) or a list of
 encoded PNG/JPEG files (``serving_bytes``), return outputs as numpy arrays by name, and report server
 errors as UserErrors so the CLI prints them as one line.
@@ -8,19 +9,21 @@ errors as UserErrors so the CLI prints them as one line.
 from __future__ import annotations
 
 import base64
-import json
 import urllib.error
 import urllib.request
 from typing import Any, Sequence
 
 import grpc
 import numpy as np
+import orjson
 import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from keras_itl.errors import UserError
 from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, to_json_dict
+from keras_itl.serving.errors import InvalidArgument
+from keras_itl.serving.json_codec import loads
 
 FLOAT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -63,20 +66,24 @@ class RestClient:
         self._outputs: dict[str, list[str]] = {}
 
     def _call(self, suffix: str, body: dict | None = None) -> dict:
-        data = None if body is None else json.dumps(body).encode("utf-8")
+        data = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         request = urllib.request.Request(self.model_url + suffix, data=data,
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
+                answer = response.read()
         except urllib.error.HTTPError as error:
             try:
-                message = json.loads(error.read())["error"]
-            except (ValueError, KeyError, TypeError):
+                message = loads(error.read())["error"]
+            except (InvalidArgument, KeyError, TypeError):
                 message = error.reason
             raise ServingClientError(f"server answered {error.code}: {message}") from None
         except (urllib.error.URLError, OSError) as error:
             raise ServingClientError(f"cannot reach {self.model_url}: {error}") from None
+        try:
+            return loads(answer)
+        except InvalidArgument as error:
+            raise ServingClientError(f"the server's answer is not JSON: {error}") from None
 
     def status(self) -> dict:
         """``{"model_version_status": [...]}`` of the model."""
@@ -100,7 +107,7 @@ class RestClient:
         if _is_encoded(images):
             payload = [{"b64": base64.b64encode(item).decode("ascii")} for item in images]
         else:
-            payload = np.asarray(images).tolist()
+            payload = np.ascontiguousarray(images, dtype=np.float32)
         outputs = self._call(":predict", {"signature_name": signature_name, "inputs": payload})["outputs"]
         names = self._output_names(signature_name)
         if len(names) == 1:  # a single output comes back bare

@@ -34,3 +34,10 @@ class SignatureNotFound(ServingError):
 
     http_status = 400
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ServingError):
+    """The server is too busy for this request now (503 over REST, UNAVAILABLE over gRPC)."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE

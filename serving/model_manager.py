@@ -2,8 +2,10 @@
 
 A child directory of a model's base path is a version when its name is an integer. A version is a
 candidate only once it holds ``saved_model.pb`` (so a directory still being written is never served);
-a candidate that fails to load is recorded as ``END`` with its error and skipped until its
-``saved_model.pb`` changes, and the versions chosen before keep serving. New versions are loaded before
+a candidate that fails to load is recorded as ``END`` with its error, and the versions chosen before
+keep serving. As in TF Serving, a failed load is retried up to ``max_num_load_retries`` times, every
+``load_retry_interval`` (a ``saved_model.pb`` copied before its ``variables/`` loads once they arrive);
+after that it is skipped until its ``saved_model.pb`` changes, which starts the count again. New versions are loaded before
 old ones are unloaded, and requests keep a reference to the version they resolved, so a swap never
 fails a request in flight.
 """
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
 
 from keras_itl.serving.errors import ServableNotFound
+from keras_itl.serving.metrics import record_load
 from keras_itl.serving.model_config import ModelConfig
 from keras_itl.serving.signatures import Signature, signatures_of
 from keras_itl.serving.warmup import replay_warmup
@@ -34,6 +38,23 @@ class LoadedVersion:
     version: int
     signatures: dict[str, Signature]
     module: object
+
+
+@dataclass(frozen=True)
+class LoadRetries:
+    """TF Serving's ``--max_num_load_retries`` (5) and ``--load_retry_interval_micros`` (one minute)."""
+
+    max_retries: int = 5
+    interval_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A version whose load failed: its model file's fingerprint, failed attempts, and when to retry."""
+
+    fingerprint: tuple[int, int]
+    attempts: int
+    retry_at: float
 
 
 @dataclass(frozen=True)
@@ -89,15 +110,16 @@ class _Model:
         self.config = config
         self.available: dict[int, LoadedVersion] = {}
         self.statuses: dict[int, VersionStatus] = {}
-        self.failed: dict[int, tuple[int, int]] = {}
+        self.failed: dict[int, _Failure] = {}
 
 
 class ModelManager:
     """Serves the versions chosen by each model's policy and reloads them as the base paths change."""
 
-    def __init__(self, models: list[ModelConfig], poll_seconds: float = 1.0):
+    def __init__(self, models: list[ModelConfig], poll_seconds: float = 1.0, retries: LoadRetries = LoadRetries()):
         self._models = {config.name: _Model(config) for config in models}
         self._poll_seconds = poll_seconds
+        self._retries = retries
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,11 +159,12 @@ class ModelManager:
         on_disk = scan_versions(model.config.base_path)
         with self._lock:
             for version in list(model.failed):
-                if version not in on_disk or on_disk[version][1] != model.failed[version]:
+                if version not in on_disk or on_disk[version][1] != model.failed[version].fingerprint:
                     del model.failed[version]
         while True:
             with self._lock:
-                candidates = [v for v in on_disk if v not in model.failed]
+                now = time.monotonic()
+                candidates = [v for v in on_disk if self._loadable(model.failed.get(v), now)]
                 wanted = model.config.policy.choose(candidates)
                 to_load = [v for v in wanted if v not in model.available]
             if not to_load:
@@ -159,25 +182,45 @@ class ModelManager:
         name = model.config.name
         with self._lock:
             self._set_status(model, version, "LOADING")
+        started = time.perf_counter()
         try:
             loaded = load_saved_model(name, version, path)
         except Exception as error:  # any load failure is the model's problem, reported in its status
+            record_load(path, None)
             message = f"{type(error).__name__}: {error}".strip()
             log.error("failed to load %s version %d: %s", name, version, message)
             with self._lock:
-                model.failed[version] = fingerprint
+                previous = model.failed.get(version)
+                attempts = previous.attempts + 1 if previous and previous.fingerprint == fingerprint else 1
+                model.failed[version] = _Failure(fingerprint, attempts,
+                                                 time.monotonic() + self._retries.interval_seconds)
                 self._set_status(model, version, "END", message)
             return
+        record_load(path, time.perf_counter() - started)
         with self._lock:
+            model.failed.pop(version, None)
             model.available[version] = loaded
             self._set_status(model, version, "AVAILABLE")
         log.info("serving %s version %d", name, version)
+
+    def _loadable(self, failure: _Failure | None, now: float) -> bool:
+        """Whether a version may be loaded now: never failed, or due for one of its retries."""
+        return failure is None or (failure.attempts <= self._retries.max_retries and now >= failure.retry_at)
 
     @staticmethod
     def _set_status(model: _Model, version: int, state: str, error: str = "") -> None:
         model.statuses[version] = VersionStatus(version, state, error)
 
     # -- queries -------------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        """The names of the served models."""
+        return list(self._models)
+
+    def metric_name(self, name: str) -> str:
+        """``name`` as a metric label when it is a served model; one label for all others, so clients
+        asking for random names cannot grow the metrics without bound."""
+        return name if name in self._models else "<unknown model>"
+
     def _model(self, name: str) -> _Model:
         model = self._models.get(name)
         if model is None:

@@ -4,18 +4,23 @@ REST and gRPC both end here, so a request is judged by the same rules whichever 
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import tensorflow as tf
 
 from keras_itl.serving.errors import InvalidArgument, ServingError, SignatureNotFound
+from keras_itl.serving.metrics import record_runtime
 from keras_itl.serving.signatures import Signature, dtype_name
 
 if TYPE_CHECKING:  # the manager loads versions through the warmup, which runs predictions
     from keras_itl.serving.model_manager import LoadedVersion
 
 DEFAULT_SIGNATURE = "serving_default"
+# How the front ends run a checked signature: run_prediction, or a Batcher's predict.
+Predict = Callable[[Signature, dict[str, np.ndarray], Iterable[str], str | None], dict[str, np.ndarray]]
 
 
 def get_signature(loaded: LoadedVersion, name: str | None) -> Signature:
@@ -55,19 +60,42 @@ def _op_error_text(error: tf.errors.OpError) -> str:
     return " ".join(lines) or error.message
 
 
-def run_prediction(signature: Signature, inputs: dict[str, np.ndarray],
-                   output_filter: Iterable[str] = ()) -> dict[str, np.ndarray]:
-    """Run a signature on checked inputs; ``output_filter`` (if not empty) selects outputs by name."""
-    check_inputs(signature, inputs)
+def check_output_filter(signature: Signature, output_filter: Iterable[str]) -> list[str]:
+    """The names of ``output_filter`` as a list; refuses names the signature does not output."""
     wanted = list(output_filter)
     unknown = [name for name in wanted if name not in signature.outputs]
     if unknown:
         raise InvalidArgument(f"output_filter names unknown outputs {unknown}; the signature's outputs are "
                               f"{sorted(signature.outputs)}")
+    return wanted
+
+
+def call_signature(signature: Signature, inputs: dict[str, np.ndarray],
+                   model_name: str | None = None) -> dict[str, np.ndarray]:
+    """Call a signature on inputs already checked; TF errors become ServingErrors.
+
+    With a ``model_name``, the call's time is recorded as that model's runtime latency.
+    """
+    started = time.perf_counter()
     try:
         outputs = signature(inputs)
     except tf.errors.InvalidArgumentError as error:
         raise InvalidArgument(_op_error_text(error)) from None
     except tf.errors.OpError as error:
         raise ServingError(_op_error_text(error)) from None
+    if model_name is not None:
+        record_runtime(model_name, time.perf_counter() - started)
+    return outputs
+
+
+def select_outputs(outputs: dict[str, np.ndarray], wanted: list[str]) -> dict[str, np.ndarray]:
+    """The outputs named in ``wanted``, or all of them when it is empty."""
     return {name: outputs[name] for name in wanted} if wanted else outputs
+
+
+def run_prediction(signature: Signature, inputs: dict[str, np.ndarray], output_filter: Iterable[str] = (),
+                   model_name: str | None = None) -> dict[str, np.ndarray]:
+    """Run a signature on checked inputs; ``output_filter`` (if not empty) selects outputs by name."""
+    check_inputs(signature, inputs)
+    wanted = check_output_filter(signature, output_filter)
+    return select_outputs(call_signature(signature, inputs, model_name), wanted)

@@ -1,38 +1,71 @@
 """Run the model server: model manager, REST (aiohttp) and gRPC (grpcio) side by side until SIGTERM.
 
 Models are loaded before the ports open, as TF Serving does. On SIGTERM or SIGINT both front ends stop
-taking new requests, finish the ones in flight (bounded by a grace period), then the manager stops.
+taking new requests and finish the ones in flight within ``grace_seconds``; a request still running
+after that (a huge body being decoded, a slow model) does not hold the exit: the process ends at the
+latest ``EXIT_MARGIN_SECONDS`` after the grace period, so an orchestrator's SIGKILL is never needed.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from keras_itl.errors import UserError
+from keras_itl.serving.batching import Batcher, BatchingOptions
 from keras_itl.serving.grpc_service import make_grpc_server
+from keras_itl.serving.http_server import HttpServer
 from keras_itl.serving.model_config import ModelConfig
-from keras_itl.serving.model_manager import ModelManager
-from keras_itl.serving.rest import make_app
+from keras_itl.serving.model_manager import LoadRetries, ModelManager
+from keras_itl.serving.prediction import run_prediction
+from keras_itl.serving.rest import RestApi, RestLimits
 
 log = logging.getLogger(__name__)
+
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving's limit (grpcio's largest), "2 GiB"
+EXIT_MARGIN_SECONDS = 2.0
+KEEPALIVE_SECONDS = 75.0  # idle keep-alive connections are closed after this
+LINGER_SECONDS = 1.0  # after an early answer (408, 413), how long the rest of a body is read before closing
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """Where and how to listen."""
+    """Where and how to listen, the bounds on requests, and how failed loads are retried."""
 
     host: str = "127.0.0.1"
     rest_port: int = 8501
     grpc_port: int = 8500
     poll_seconds: float = 1.0
-    max_request_bytes: int = 64 * 1024 * 1024
+    rest_limits: RestLimits = field(default_factory=RestLimits)
+    grpc_max_message_bytes: int = GRPC_MAX_MESSAGE_BYTES
     workers: int = 8
     grace_seconds: float = 5.0
+    load_retries: LoadRetries = field(default_factory=LoadRetries)
+    metrics_path: str | None = None  # REST path of the Prometheus metrics; None: not served
+    batching: BatchingOptions | None = None  # server-side batching; None: every request runs alone
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` for gRPC, with an IPv6 address in brackets (``[::1]:8500``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _exit_by(seconds: float) -> None:
+    """End the process after ``seconds`` even if threads are still busy (a daemon timer; harmless if we exit first)."""
+    def force_exit() -> None:
+        log.warning("requests still running %.0fs after SIGTERM; exiting without them", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, force_exit)
+    timer.daemon = True
+    timer.start()
 
 
 async def _serve(manager: ModelManager, options: ServerOptions) -> None:
@@ -41,29 +74,38 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     executor = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="rest-predict")
-    grpc_server = make_grpc_server(manager, f"{options.host}:{options.grpc_port}", options.workers,
-                                   options.max_request_bytes)
+    big_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-big")
+    batcher = Batcher(options.batching) if options.batching else None
+    predict = batcher.predict if batcher else run_prediction
+    grpc_server = make_grpc_server(manager, host_port(options.host, options.grpc_port), options.workers,
+                                   options.grpc_max_message_bytes, predict)
+    api = RestApi(manager, executor, big_executor, options.rest_limits, predict, options.metrics_path)
     # No per-request access log: like TF Serving, log model events, not traffic.
-    runner = web.AppRunner(make_app(manager, executor, options.max_request_bytes), handle_signals=False,
-                           access_log=None)
+    http = HttpServer(api.handle, options.rest_limits.header_timeout, access_log=None,
+                      keepalive_timeout=KEEPALIVE_SECONDS, lingering_time=LINGER_SECONDS)
+    runner = web.ServerRunner(http, handle_signals=False, shutdown_timeout=options.grace_seconds)
     await runner.setup()
     try:
         await web.TCPSite(runner, options.host, options.rest_port).start()
         grpc_server.start()
-        log.info("REST API on http://%s:%d, gRPC on %s:%d", options.host, options.rest_port, options.host,
-                 options.grpc_port)
+        log.info("REST API on http://%s, gRPC on %s", host_port(options.host, options.rest_port),
+                 host_port(options.host, options.grpc_port))
         await stop.wait()
-        log.info("shutting down")
+        log.info("shutting down (grace period %gs)", options.grace_seconds)
+        _exit_by(options.grace_seconds + EXIT_MARGIN_SECONDS)
     finally:
         grpc_stopped = grpc_server.stop(options.grace_seconds)
         await runner.cleanup()
         await loop.run_in_executor(None, grpc_stopped.wait)
-        executor.shutdown(wait=True)
+        for pool in (executor, big_executor):
+            pool.shutdown(wait=False, cancel_futures=True)
+        if batcher:
+            batcher.stop()
 
 
 def run_server(models: list[ModelConfig], options: ServerOptions) -> None:
     """Serve ``models`` until SIGTERM/SIGINT; raises UserError when a port cannot be bound."""
-    manager = ModelManager(models, poll_seconds=options.poll_seconds)
+    manager = ModelManager(models, poll_seconds=options.poll_seconds, retries=options.load_retries)
     manager.start()
     try:
         asyncio.run(_serve(manager, options))

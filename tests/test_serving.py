@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import threading
 import time
@@ -20,108 +19,16 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc)
+                                     predict_pb2, prediction_service_pb2_grpc)
 
 from keras_itl.cli.main import main
 from keras_itl.serving.client import GrpcClient, RestClient, ServingClientError
-from tests.serving_helpers import Server, get_json, post, request
+from tests.serving_helpers import (Server, get_json, png, post, request, save_affine, save_classifier, save_spin,
+                                   save_text, save_two_in_two_out, write_warmup)
 
 MAX_REQUEST_BYTES = 200_000
 SPIN_STEPS = 150_000
 MODELS = ("half_plus_two", "multi", "text", "classifier", "spin", "reload", "broken", "warm", "versioned")
-
-
-# -- SavedModels built with TensorFlow alone ---------------------------------------------------------
-def _save(module: tf.Module, path: Path, signatures: dict) -> None:
-    """Save elsewhere, then rename into place, as a careful exporter does."""
-    staging = path.parent / f".staging-{path.name}"
-    tf.saved_model.save(module, str(staging), signatures=signatures)
-    os.rename(staging, path)
-
-
-def save_affine(path: Path, scale: float, offset: float) -> None:
-    """y = scale * x + offset over a [None, 1] float input ``x``."""
-    module = tf.Module()
-    module.scale, module.offset = tf.Variable(scale), tf.Variable(offset)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
-    def affine(x):
-        return {"y": module.scale * x + module.offset}
-
-    _save(module, path, {"serving_default": affine})
-
-
-def save_two_in_two_out(path: Path) -> None:
-    """sum = a[:, 0] + a[:, 1] + b (float), b_twice = 2 b (int64)."""
-    module = tf.Module()
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
-                                  tf.TensorSpec([None], tf.int64, name="b")])
-    def combine(a, b):
-        return {"sum": tf.reduce_sum(a, axis=1) + tf.cast(b, tf.float32), "b_twice": b * 2}
-
-    _save(module, path, {"serving_default": combine})
-
-
-def save_text(path: Path) -> None:
-    """A string input ``text`` → its byte length and the bytes themselves (``text_bytes``)."""
-    module = tf.Module()
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def describe(text):
-        return {"length": tf.strings.length(text), "text_bytes": tf.identity(text)}
-
-    _save(module, path, {"serving_default": describe})
-
-
-def _probabilities(images):
-    bright = tf.reduce_mean(tf.cast(images, tf.float32), axis=[1, 2, 3]) / 255.0
-    probabilities = tf.stack([1.0 - bright, bright], axis=1)
-    return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=1)}
-
-
-def save_classifier(path: Path) -> None:
-    """Two classes, 'dark' and 'bright', by mean pixel; float images or PNG bytes (``serving_bytes``)."""
-    module = tf.Module()
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 4, 4, 1], tf.float32, name="images")])
-    def from_images(images):
-        return _probabilities(images)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def from_bytes(image_bytes):
-        decode = lambda data: tf.io.decode_png(data, channels=1)  # noqa: E731
-        return _probabilities(tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([4, 4, 1], tf.uint8)))
-
-    _save(module, path, {"serving_default": from_images, "serving_bytes": from_bytes})
-
-
-def save_spin(path: Path) -> None:
-    """A deliberately slow signature: ``steps`` sequential scalar updates (keeps one core busy)."""
-    module = tf.Module()
-
-    @tf.function(input_signature=[tf.TensorSpec([], tf.int64, name="steps")])
-    def spin(steps):
-        _, total = tf.while_loop(lambda i, acc: i < steps, lambda i, acc: (i + 1, acc * 0.5 + 1.0),
-                                 (tf.constant(0, tf.int64), tf.constant(0.0)))
-        return {"total": total}
-
-    _save(module, path, {"serving_default": spin})
-
-
-def write_warmup(version_dir: Path, x: np.ndarray) -> None:
-    """A TF Serving warmup file holding one predict request for ``serving_default`` with input ``x``."""
-    request = predict_pb2.PredictRequest()
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(x))
-    extra = version_dir / "assets.extra"
-    extra.mkdir()
-    with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        writer.write(prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
-
-
-def png(value: int) -> bytes:
-    return tf.io.encode_png(np.full((4, 4, 1), value, np.uint8)).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -297,9 +204,15 @@ def test_rest_malformed_paths_and_methods(server):
     for url, method in ((model_url(server, "half_plus_two:predict"), "GET"),
                         (model_url(server, "half_plus_two"), "POST"),
                         (model_url(server, "half_plus_two:explode"), "POST"),
-                        (f"{server.url}/v2/whatever", "GET")):
+                        (f"{server.url}/v1/whatever", "GET")):
         status, raw = request(url, b"{}" if method == "POST" else None, method=method)
         assert status == 400 and json.loads(raw)["error"].startswith("Malformed request: ")
+
+
+def test_rest_unknown_paths_answer_404_json(server):
+    for path in ("/v3/whatever", "/", "/favicon.ico", "/v1", "/v2x"):
+        status, raw = request(f"{server.url}{path}")
+        assert status == 404 and json.loads(raw)["error"].startswith("Not found")
 
 
 def test_rest_oversized_body_gets_413_json(server):
@@ -401,6 +314,22 @@ def test_rest_and_grpc_clients_agree(server):
             RestClient(server.url, "nope").status()
     with GrpcClient(server.grpc_target, "nope") as unknown, pytest.raises(ServingClientError, match="NOT_FOUND"):
         unknown.status()
+
+
+def test_rest_and_grpc_return_bitwise_identical_float32_outputs(server, channel):
+    rng = np.random.default_rng(7)
+    # Over 32 KB of JSON, so the numeric fast path reads it (smaller bodies take the plain parse).
+    x = np.concatenate([rng.standard_normal(3000), rng.uniform(-1e30, 1e30, 1000), rng.uniform(-1e-30, 1e-30, 1000),
+                        [0.0, -0.0, 1.0, 3.4e38, 1e-45]]).astype(np.float32).reshape(-1, 1)
+    rpc = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+        predict_request("half_plus_two", {"x": x}), timeout=30)
+    expected = tf.make_ndarray(rpc.outputs["y"])
+    by_client = RestClient(server.url, "half_plus_two").predict(x)["y"].astype(np.float32)
+    status, raw = request(model_url(server, "half_plus_two:predict"), json.dumps({"instances": x.tolist()}).encode())
+    by_stdlib_json = np.asarray(json.loads(raw)["predictions"], np.float32)
+    assert status == 200 and expected.dtype == np.float32
+    for answer in (by_client, by_stdlib_json):
+        np.testing.assert_array_equal(answer.view(np.uint32), expected.view(np.uint32))
 
 
 def test_predict_command_over_rest_and_grpc(server, tmp_path):

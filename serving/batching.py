@@ -1,0 +1,196 @@
+"""Server-side batching, as TF Serving's ``--enable_batching``: concurrent requests share one model call.
+
+Each model call has a fixed cost (dispatch, kernel launch, Python) on top of the per-row work, so eight
+clients sending one image each get more done when their rows run as one batch of eight. Requests for
+the same signature whose inputs agree in dtype and in every dimension but the first wait in a queue;
+a batch is formed when ``max_batch_size`` rows are waiting or the oldest request has waited
+``batch_timeout_micros``, padded (by repeating its last row) up to the next of ``allowed_batch_sizes``,
+run once by one of ``num_batch_threads`` threads, and its outputs split back by rows. More than
+``max_enqueued_batches`` batches' worth of waiting rows is refused as UNAVAILABLE (503), as TF Serving
+does. Requests are checked before they queue, so a bad request fails alone; requests that cannot be
+batched (no batch dimension, larger than a batch) run on their own. One batcher serves REST and gRPC.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from keras_itl.errors import UserError
+from keras_itl.serving.config_protos import parse_config
+from keras_itl.serving.errors import Unavailable
+from keras_itl.serving.prediction import (call_signature, check_inputs, check_output_filter, run_prediction,
+                                          select_outputs)
+from keras_itl.serving.signatures import Signature
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """TF Serving's BatchingParameters (the fields this server acts on)."""
+
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if min(self.max_batch_size, self.max_enqueued_batches, self.num_batch_threads) < 1 or \
+                self.batch_timeout_micros < 0:
+            raise UserError("batching parameters: max_batch_size, max_enqueued_batches and num_batch_threads must "
+                            "be positive, batch_timeout_micros not negative")
+        sizes = self.allowed_batch_sizes
+        if sizes and (list(sizes) != sorted(set(sizes)) or sizes[0] < 1 or sizes[-1] != self.max_batch_size):
+            raise UserError("batching parameters: allowed_batch_sizes must increase and end at max_batch_size")
+
+    def padded_size(self, rows: int) -> int:
+        """The batch size ``rows`` rows are padded to."""
+        return next((size for size in self.allowed_batch_sizes if size >= rows), rows)
+
+
+def load_batching_parameters(path: str | Path | None) -> BatchingOptions:
+    """Options from a text BatchingParameters file (as ``--batching_parameters_file``); defaults without one."""
+    if path is None:
+        return BatchingOptions()
+    config = parse_config(path, "BatchingParameters")
+    given = {name: getattr(config, name).value for name in
+             ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+             if config.HasField(name)}
+    return BatchingOptions(**given, allowed_batch_sizes=tuple(config.allowed_batch_sizes))
+
+
+@dataclass
+class _Task:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    wanted: list[str]
+    arrived: float
+    result: Future = field(default_factory=Future)
+
+
+@dataclass
+class _Queue:
+    signature: Signature
+    model_name: str | None
+    tasks: deque = field(default_factory=deque)
+    rows: int = 0
+
+    def take(self, max_rows: int) -> list[_Task]:
+        """The oldest tasks that fit in ``max_rows`` rows (at least one)."""
+        taken = [self.tasks.popleft()]
+        while self.tasks and sum(t.rows for t in taken) + self.tasks[0].rows <= max_rows:
+            taken.append(self.tasks.popleft())
+        self.rows -= sum(task.rows for task in taken)
+        return taken
+
+
+def _batch_rows(signature: Signature, inputs: dict[str, np.ndarray]) -> int | None:
+    """The rows of a request whose every input has the same leading, variable-size batch dimension."""
+    rows = {value.shape[0] if value.ndim else None for value in inputs.values()}
+    first_dims = {spec.shape[0] if spec.shape.rank else "scalar" for spec in signature.inputs.values()}
+    if len(rows) != 1 or None in rows or first_dims != {None}:
+        return None
+    return rows.pop()
+
+
+class Batcher:
+    """Queues of requests per signature and input layout, and the threads that run them as batches."""
+
+    def __init__(self, options: BatchingOptions):
+        self.options = options
+        self._condition = threading.Condition()
+        self._queues: dict[tuple, _Queue] = {}
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
+                         for i in range(options.num_batch_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Let the batch threads finish the batch in hand and exit; requests still queued fail as UNAVAILABLE."""
+        with self._condition:
+            self._stopped = True
+            for queue in self._queues.values():
+                for task in queue.tasks:
+                    task.result.set_exception(Unavailable("the server is shutting down"))
+            self._queues.clear()
+            self._condition.notify_all()
+
+    def predict(self, signature: Signature, inputs: dict[str, np.ndarray], output_filter: Iterable[str] = (),
+                model_name: str | None = None) -> dict[str, np.ndarray]:
+        """Like ``run_prediction``, with the model call shared by the requests waiting at the same time."""
+        rows = _batch_rows(signature, inputs)
+        if rows is None or rows > self.options.max_batch_size:
+            return run_prediction(signature, inputs, output_filter, model_name)
+        check_inputs(signature, inputs)
+        task = _Task(inputs, rows, check_output_filter(signature, output_filter), time.monotonic())
+        layout = tuple((name, value.dtype.str, value.shape[1:]) for name, value in sorted(inputs.items()))
+        with self._condition:
+            queue = self._queues.setdefault((id(signature), layout), _Queue(signature, model_name))
+            if queue.rows + rows > self.options.max_enqueued_batches * self.options.max_batch_size:
+                raise Unavailable("The batch scheduler queue is full; retry later")
+            queue.tasks.append(task)
+            queue.rows += rows
+            self._condition.notify()
+        return task.result.result()
+
+    def _next_batch(self) -> tuple[_Queue, list[_Task]] | None:
+        """A batch that is due now (full, or its oldest request waited long enough); None after ``stop``."""
+        timeout = self.options.batch_timeout_micros / 1e6
+        with self._condition:
+            while not self._stopped:
+                now, wait = time.monotonic(), None
+                for key, queue in list(self._queues.items()):
+                    due = queue.tasks[0].arrived + timeout
+                    if queue.rows >= self.options.max_batch_size or now >= due:
+                        tasks = queue.take(self.options.max_batch_size)
+                        if not queue.tasks:  # forget empty queues: they hold versions that may be unloaded
+                            del self._queues[key]
+                        return queue, tasks
+                    wait = due - now if wait is None else min(wait, due - now)
+                self._condition.wait(wait)
+        return None
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._run(*batch)
+
+    def _run(self, queue: _Queue, tasks: list[_Task]) -> None:
+        if len(tasks) > 1:
+            try:
+                self._run_together(queue, tasks)
+                return
+            except Exception:  # one failing batch must not fail requests that succeed on their own
+                log.debug("batch of %d requests failed; running them one by one", len(tasks), exc_info=True)
+        for task in tasks:
+            try:
+                outputs = call_signature(queue.signature, task.inputs, queue.model_name)
+                task.result.set_result(select_outputs(outputs, task.wanted))
+            except Exception as error:
+                task.result.set_exception(error)
+
+    def _run_together(self, queue: _Queue, tasks: list[_Task]) -> None:
+        rows = sum(task.rows for task in tasks)
+        size = self.options.padded_size(rows)
+        merged = {}
+        for name in tasks[0].inputs:
+            joined = np.concatenate([task.inputs[name] for task in tasks])
+            merged[name] = np.concatenate([joined, np.repeat(joined[-1:], size - rows, axis=0)]) if size > rows else joined
+        outputs = call_signature(queue.signature, merged, queue.model_name)
+        if any(np.ndim(value) == 0 or len(value) != size for value in outputs.values()):
+            raise ValueError("outputs without the batch dimension cannot be split")
+        start = 0
+        for task in tasks:
+            part = {name: value[start:start + task.rows] for name, value in outputs.items()}
+            task.result.set_result(select_outputs(part, task.wanted))
+            start += task.rows

@@ -1,0 +1,77 @@
+"""Prometheus metrics of ``keras-itl serve`` under TF Serving's names, enabled by a MonitoringConfig file."""
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from prometheus_client.parser import text_string_to_metric_families
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from tests.serving_helpers import Server, post, request, save_affine
+
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("metrics")
+    save_affine(root / "hpt" / "1", 0.5, 2.0)
+    config = root / "monitoring.config"
+    config.write_text(f'prometheus_config {{\n  enable: true,\n  path: "{METRICS_PATH}"\n}}\n')
+    running = Server(["--model-base-path", str(root / "hpt"), "--model-name", "hpt",
+                      "--monitoring_config_file", str(config)], root / "server.log")
+    try:
+        running.wait_available("hpt")
+        yield running
+    finally:
+        running.stop()
+
+
+def scrape(server: Server) -> dict[tuple[str, tuple], float]:
+    status, raw = request(server.url + METRICS_PATH)
+    assert status == 200
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(raw.decode()) for sample in family.samples}
+
+
+def grpc_predict(server: Server, model: str, x) -> None:
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model
+    req.inputs["x"].CopyFrom(tf.make_tensor_proto(x))
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(req, timeout=30)
+
+
+def test_requests_runtime_and_loads_are_counted_under_tf_serving_names(server):
+    for _ in range(3):
+        assert post(f"{server.url}/v1/models/hpt:predict", {"instances": [[1.0]]})[0] == 200
+    assert post(f"{server.url}/v1/models/hpt:predict", {"instances": [["x"]]})[0] == 400
+    assert post(f"{server.url}/v1/models/nope:predict", {"instances": [[1.0]]})[0] == 404
+    grpc_predict(server, "hpt", np.ones((2, 1), np.float32))
+    with pytest.raises(grpc.RpcError):
+        grpc_predict(server, "hpt", np.ones((2, 3), np.float32))
+    samples = scrape(server)
+
+    def value(name: str, **labels) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    count = ":tensorflow:serving:request_count"
+    assert value(count, model_name="hpt", status="OK") == 4
+    assert value(count, model_name="hpt", status="INVALID_ARGUMENT") == 2
+    assert value(count, model_name="<unknown model>", status="NOT_FOUND") == 1
+    latency = ":tensorflow:serving:request_latency_count"
+    assert value(latency, model_name="hpt", API="predict", entrypoint="REST") == 4
+    assert value(latency, model_name="hpt", API="predict", entrypoint="GRPC") == 2
+    runtime = value(":tensorflow:serving:runtime_latency_count", model_name="hpt", API="predict", runtime="TF")
+    assert runtime == 4  # the requests that reached the model: the failed ones were refused before it
+    load_path = next(dict(labels)["model_path"] for name, labels in samples
+                     if name == ":tensorflow:cc:saved_model:load_attempt_count")
+    assert load_path.endswith("/hpt/1")
+    assert value(":tensorflow:cc:saved_model:load_attempt_count", model_path=load_path, status="success") == 1
+    assert value(":tensorflow:cc:saved_model:load_latency", model_path=load_path) > 0
+
+
+def test_metrics_are_only_served_at_the_configured_path(server):
+    assert request(server.url + "/metrics")[0] == 404
+    assert request(server.url + METRICS_PATH + "x")[0] == 404
