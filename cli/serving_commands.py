@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from keras_itl.cli.options import positive, user_errors
+from keras_itl.serving_layout import BYTES_SIGNATURE
 
 
 @click.command()
@@ -90,7 +91,7 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
 @click.option("--grpc", "grpc_target", default=None, metavar="HOST:PORT", help="gRPC endpoint, e.g. 127.0.0.1:8500.")
 @click.option("--model", required=True, help="Served model name.")
 @click.option("--version", type=int, default=None, help="Model version. [default: the latest served]")
-@click.option("--signature", default="serving_bytes", show_default=True,
+@click.option("--signature", default=BYTES_SIGNATURE, show_default=True,
               help="Signature taking encoded images as its one string input.")
 @click.option("--top", type=int, default=3, show_default=True, callback=positive, help="Classes shown per image.")
 @user_errors

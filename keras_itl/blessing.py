@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from keras_itl.datasets import TargetDataset, make_batches
 from keras_itl.errors import UserError
-from keras_itl.export import CLASS_NAMES_FILE, DEFAULT_SIGNATURE, latest_version
+from keras_itl.export import latest_version
+from keras_itl.serving_layout import DEFAULT_SIGNATURE, class_names_path
 
 BLESSING_FILE = "blessing.json"
 
@@ -78,7 +79,7 @@ def saved_model_error(version_dir: str | os.PathLike, data: TargetDataset, split
     The images are resized and converted to the SavedModel's own input shape, as for a Keras model.
     """
     version_dir = Path(version_dir)
-    names_file = version_dir / "assets" / CLASS_NAMES_FILE
+    names_file = class_names_path(version_dir)
     if names_file.is_file() and names_file.read_text().splitlines() != data.info.class_names:
         raise UserError(f"the baseline {version_dir} predicts other classes than {data.info.spec}: "
                         f"{', '.join(names_file.read_text().splitlines())}")

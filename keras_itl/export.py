@@ -35,12 +35,9 @@ from keras_itl.backbones import build_model, get_architecture, model_channels
 from keras_itl.datasets import load_dataset
 from keras_itl.errors import UserError
 from keras_itl.evaluation import load_trained_model
+from keras_itl.serving_layout import (BYTES_SIGNATURE, CLASS_NAMES_FILE, DEFAULT_SIGNATURE, metadata_path,
+                                      validate_model_name, version_number, warmup_path)
 
-DEFAULT_SIGNATURE = "serving_default"
-BYTES_SIGNATURE = "serving_bytes"
-CLASS_NAMES_FILE = "class_names.txt"
-METADATA_FILE = "keras_itl.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
 _TEMP_PREFIX = ".tmp-"
 MAX_DECODED_PIXELS = 4096 * 4096
 RUN_FILE = "run.json"
@@ -54,23 +51,13 @@ class ExportResult:
     version: int
 
 
-def validate_model_name(name: str) -> str:
-    """Return ``name`` if it is usable as one directory name, else raise a UserError.
-
-    Names reach the file system and URLs, so separators and ``..`` are refused outright.
-    """
-    if not name or name in (".", "..") or ".." in name or "/" in name or "\\" in name or os.sep in name:
-        raise UserError(f"invalid model name {name!r}: use a plain name without path separators or '..'")
-    return name
-
-
 def versions(model_base_path: str | os.PathLike) -> list[int]:
     """The version numbers under a base path, ascending; children not named by an integer are ignored."""
     base = Path(model_base_path)
     if not base.is_dir():
         return []
-    return sorted(int(child.name) for child in base.iterdir()
-                  if child.is_dir() and child.name.isascii() and child.name.isdigit())
+    return sorted(number for child in base.iterdir()
+                  if (number := version_number(child.name)) is not None and child.is_dir())
 
 
 def latest_version(model_base_path: str | os.PathLike) -> int | None:
@@ -167,14 +154,13 @@ def _warmup_log(model_name: str, image_shape: tuple[int, int, int]) -> predictio
 
 def _write_extras(directory: Path, model_name: str, image_shape: tuple[int, int, int], class_names: list[str],
                   metadata: dict, version: int) -> None:
-    extra = directory / "assets.extra"
-    extra.mkdir()
+    metadata_path(directory).parent.mkdir()
     described = {**metadata, "class_names": class_names, "input_shape": list(image_shape), "version": version,
                  "signatures": [DEFAULT_SIGNATURE, BYTES_SIGNATURE],
                  "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "keras_itl_version": keras_itl.__version__}
-    (extra / METADATA_FILE).write_text(json.dumps(described, indent=2, default=str))
-    with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
+    metadata_path(directory).write_text(json.dumps(described, indent=2, default=str))
+    with tf.io.TFRecordWriter(str(warmup_path(directory))) as writer:
         writer.write(_warmup_log(model_name, image_shape).SerializeToString())
 
 

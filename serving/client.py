@@ -24,9 +24,7 @@ from keras_itl.errors import UserError
 from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, to_json_dict
 from keras_itl.serving.errors import InvalidArgument
 from keras_itl.serving.json_codec import loads
-
-FLOAT_SIGNATURE = "serving_default"
-BYTES_SIGNATURE = "serving_bytes"
+from keras_itl.serving_layout import BYTES_SIGNATURE, DEFAULT_SIGNATURE
 
 Images = np.ndarray | Sequence[bytes]
 
@@ -40,7 +38,7 @@ def _is_encoded(images: Images) -> bool:
 
 
 def _signature_for(images: Images, signature_name: str | None) -> str:
-    return signature_name or (BYTES_SIGNATURE if _is_encoded(images) else FLOAT_SIGNATURE)
+    return signature_name or (BYTES_SIGNATURE if _is_encoded(images) else DEFAULT_SIGNATURE)
 
 
 def _from_json(value: Any) -> np.ndarray:

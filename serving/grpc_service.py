@@ -23,8 +23,9 @@ from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, model_spec, mode
 from keras_itl.serving.errors import InvalidArgument, ServingError
 from keras_itl.serving.metrics import record_request
 from keras_itl.serving.model_manager import ModelManager
-from keras_itl.serving.prediction import DEFAULT_SIGNATURE, Predict, get_signature, run_prediction
+from keras_itl.serving.prediction import Predict, get_signature, run_prediction
 from keras_itl.serving.signatures import dtype_name
+from keras_itl.serving_layout import DEFAULT_SIGNATURE
 
 _POINTER_BYTES = 8  # a string element costs at least its object reference once decoded
 

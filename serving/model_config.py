@@ -1,12 +1,11 @@
 """Which models the server serves: from command-line options or a TF Serving text ModelServerConfig.
 
 Only the fields the server acts on are read: name, base_path, model_version_policy (latest / all /
-specific) and version_labels. Model names become URL and path components, so names that could escape
-the base directory are refused here, before anything touches the disk.
+specific) and version_labels. Model names become URL and path components, so names breaking the exporter's
+rule (``keras_itl.serving_layout.validate_model_name``) are refused here, before anything touches the disk.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +13,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from keras_itl.errors import UserError
-
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+from keras_itl.serving_layout import validate_model_name
 
 
 @dataclass(frozen=True)
@@ -46,20 +44,12 @@ class ModelConfig:
     labels: dict[str, int] = field(default_factory=dict)
 
 
-def check_model_name(name: str) -> str:
-    """Return ``name`` when it is a safe model name; reject path separators, ``..`` and empty names."""
-    if not _NAME.match(name or "") or name in (".", "..") or ".." in name:
-        raise UserError(f"invalid model name {name!r}: use letters, digits, '_', '-' and '.', without '..' "
-                        "or path separators")
-    return name
-
-
 def single_model(name: str, base_path: str | Path) -> list[ModelConfig]:
     """The configuration for ``--model-name``/``--model-base-path``: latest version of one model."""
     base = Path(base_path)
     if not base.is_dir():
         raise UserError(f"model base path {base} is not a directory")
-    return [ModelConfig(check_model_name(name), base.resolve())]
+    return [ModelConfig(validate_model_name(name), base.resolve())]
 
 
 def _policy(config) -> VersionPolicy:
@@ -89,7 +79,7 @@ def load_model_config_file(path: str | Path) -> list[ModelConfig]:
         base = base if base.is_absolute() else path.parent / base
         if not base.is_dir():
             raise UserError(f"model {entry.name!r}: base_path {base} is not a directory")
-        models.append(ModelConfig(check_model_name(entry.name), base.resolve(), _policy(entry),
+        models.append(ModelConfig(validate_model_name(entry.name), base.resolve(), _policy(entry),
                                   dict(entry.version_labels)))
     names = [m.name for m in models]
     if len(set(names)) != len(names):

@@ -24,10 +24,9 @@ from keras_itl.serving.metrics import record_load
 from keras_itl.serving.model_config import ModelConfig
 from keras_itl.serving.signatures import Signature, signatures_of
 from keras_itl.serving.warmup import replay_warmup
+from keras_itl.serving_layout import SAVED_MODEL_FILES, version_number
 
 log = logging.getLogger(__name__)
-
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,8 @@ def scan_versions(base_path: Path) -> dict[int, tuple[Path, tuple[int, int]]]:
     except OSError:
         return found
     for child in children:
-        if not (child.name.isascii() and child.name.isdigit()) or not child.is_dir():
+        version = version_number(child.name)
+        if version is None or not child.is_dir():
             continue
         model_file = _model_file(child)
         if model_file is None:
@@ -99,7 +99,7 @@ def scan_versions(base_path: Path) -> dict[int, tuple[Path, tuple[int, int]]]:
             stat = model_file.stat()
         except OSError:
             continue
-        found[int(child.name)] = (child, (stat.st_mtime_ns, stat.st_size))
+        found[version] = (child, (stat.st_mtime_ns, stat.st_size))
     return found
 
 

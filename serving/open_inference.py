@@ -29,8 +29,9 @@ import keras_itl
 from keras_itl.serving.errors import InvalidArgument, ServableNotFound
 from keras_itl.serving.json_codec import loads
 from keras_itl.serving.model_manager import ModelManager
-from keras_itl.serving.prediction import DEFAULT_SIGNATURE, Predict, get_signature
+from keras_itl.serving.prediction import Predict, get_signature
 from keras_itl.serving.signatures import Signature
+from keras_itl.serving_layout import DEFAULT_SIGNATURE
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _DATATYPES = {tf.bool: "BOOL", tf.uint8: "UINT8", tf.uint16: "UINT16", tf.uint32: "UINT32", tf.uint64: "UINT64",

@@ -14,11 +14,11 @@ import tensorflow as tf
 from keras_itl.serving.errors import InvalidArgument, ServingError, SignatureNotFound
 from keras_itl.serving.metrics import record_runtime
 from keras_itl.serving.signatures import Signature, dtype_name
+from keras_itl.serving_layout import DEFAULT_SIGNATURE
 
 if TYPE_CHECKING:  # the manager loads versions through the warmup, which runs predictions
     from keras_itl.serving.model_manager import LoadedVersion
 
-DEFAULT_SIGNATURE = "serving_default"
 # How the front ends run a checked signature: run_prediction, or a Batcher's predict.
 Predict = Callable[[Signature, dict[str, np.ndarray], Iterable[str], str | None], dict[str, np.ndarray]]
 

@@ -13,16 +13,16 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from keras_itl.serving.errors import ServingError
-from keras_itl.serving.prediction import DEFAULT_SIGNATURE, run_prediction
+from keras_itl.serving.prediction import run_prediction
 from keras_itl.serving.signatures import Signature
+from keras_itl.serving_layout import DEFAULT_SIGNATURE, warmup_path
 
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
 
 
 def replay_warmup(version_dir: Path, signatures: dict[str, Signature]) -> int:
     """Run the predict requests of the version's warmup file (if any); return how many ran."""
-    path = version_dir / WARMUP_FILE
+    path = warmup_path(version_dir)
     if not path.is_file():
         return 0
     count = 0
