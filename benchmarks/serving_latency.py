@@ -65,6 +65,7 @@ import tensorflow as tf  # noqa: E402
 from keras_itl.backbones import build_model  # noqa: E402
 from keras_itl.export import export_model  # noqa: E402
 from keras_itl.serving.client import GrpcClient  # noqa: E402
+from keras_itl.serving_layout import BYTES_SIGNATURE, DEFAULT_SIGNATURE  # noqa: E402
 
 MODEL_NAME = "digits"
 HOST = "127.0.0.1"
@@ -203,7 +204,7 @@ def _rest(rest_port: int, images: np.ndarray) -> OpenCaller:
 def _rest_b64(rest_port: int, pngs: list[bytes]) -> OpenCaller:
     """The batch as PNG files in ``{"b64": ...}`` objects to ``serving_bytes``, encoded on every request."""
     def body() -> bytes:
-        return orjson.dumps({"signature_name": "serving_bytes",
+        return orjson.dumps({"signature_name": BYTES_SIGNATURE,
                              "instances": [{"b64": base64.b64encode(png).decode("ascii")} for png in pngs]})
     return _rest_caller(rest_port, body, _row_probabilities)
 
@@ -388,7 +389,7 @@ def main() -> None:
     big = _big_batch(rng, args.big_mb)
     with tempfile.TemporaryDirectory() as temp:
         version_dir = _export(Path(temp) / MODEL_NAME)
-        signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        signature = tf.saved_model.load(str(version_dir)).signatures[DEFAULT_SIGNATURE]
         with _server(version_dir.parent, Path(temp) / "server.log") as (pid, rest_port, grpc_port):
             print(f"keras-itl serve pid {pid}: REST {HOST}:{rest_port}, gRPC {HOST}:{grpc_port}; "
                   f"{os.cpu_count()} CPU core(s); small-cnn 28x28x1, 10 classes")
