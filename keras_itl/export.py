@@ -13,7 +13,8 @@ into place, so a server polling the base path never sees a half-written version.
 both returning ``probabilities`` float32 ``[batch, classes]`` and ``classes`` int64 ``[batch]``.
 ``assets/class_names.txt`` lists the class names (line i names class i),
 ``assets.extra/keras_itl.json`` describes the model, and ``assets.extra/tf_serving_warmup_requests``
-holds one PredictRequest that TF Serving replays before serving the version.
+holds one PredictRequest that TF Serving replays before serving the version. These names and the
+model-name rule come from ``keras_itl.serving_layout``, which ``keras-itl serve`` reads them from too.
 """
 from __future__ import annotations
 
