@@ -10,13 +10,22 @@ import os
 from pathlib import Path
 
 from keras_itl.datasets import load_dataset
+from keras_itl.errors import UserError
 from keras_itl.evaluation import load_trained_model
-from keras_itl.influence import InfluenceConfig, SolverOptions, compute_influence, prepare_features
+from keras_itl.influence import (
+    InfluenceConfig,
+    SolverOptions,
+    compute_influence,
+    prepare_features,
+)
 from keras_itl.influence.loo import check_leave_one_out
 from keras_itl.influence.store import SOLUTION_FILE
-from keras_itl.influence_report import describe_selection, write_influence_report, write_loo_report
+from keras_itl.influence_report import (
+    describe_selection,
+    write_influence_report,
+    write_loo_report,
+)
 from keras_itl.selection import parse_policy, select_drops
-from keras_itl.errors import UserError
 
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,
