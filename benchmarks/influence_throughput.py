@@ -167,7 +167,7 @@ def _scaling_run(arch: str, count: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--scaling-child", str(count), "--arch", arch,
                "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--val", str(args.val),
                "--seed", str(args.seed), "--damping", str(args.damping)]
-    finished = subprocess.run(command, capture_output=True, text=True)
+    finished = subprocess.run(command, check=False, capture_output=True, text=True)
     if finished.returncode != 0:
         raise RuntimeError(f"scaling run for N={count} failed:\n{finished.stderr[-3000:]}")
     return json.loads(finished.stdout.strip().splitlines()[-1])

@@ -54,9 +54,10 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
                              min_class_keep_fraction=min_class_keep_fraction)
     files = write_influence_report(result, selection, train, data.info.class_names, output_dir,
                                    flipped_ids=data.info.flipped_ids)
-    lines = [f"influence: {len(train)} training instances, {result.summary()['num_harmful']} predicted harmful "
-             f"({result.scope} scope, {result.num_parameters} parameters, {result.solver.solver} residual "
-             f"{result.solver.residual:.2g}{', saved solution reused' if result.solver.reused else ''})",
+    reused = ", saved solution reused" if result.solver.reused else ""
+    lines = [(f"influence: {len(train)} training instances, {result.summary()['num_harmful']} predicted harmful "
+              f"({result.scope} scope, {result.num_parameters} parameters, {result.solver.solver} residual "
+              f"{result.solver.residual:.2g}{reused})"),
              describe_selection(selection, len(train))]
     if check_loo:
         report = check_leave_one_out(model, train, val, result, check_loo, config, features=features,

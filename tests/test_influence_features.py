@@ -202,7 +202,7 @@ def test_unconverged_lissa_fails_instead_of_returning_a_wrong_answer(small_cnn, 
 def test_zero_validation_gradient_has_its_own_message(data):
     train, val = data
     model = _tiny_resnet()
-    kernel, bias = model.get_layer("head").get_weights()
+    kernel = model.get_layer("head").get_weights()[0]
     model.get_layer("head").set_weights([np.zeros_like(kernel), np.array([200.0, 0, 0, 0], np.float32)])
     certain = Split(val.images, np.zeros(len(val), np.int64), val.ids)  # predicted class 0 with p = 1.0 exactly
     with pytest.raises(UserError, match="zero gradient over the head scope"):

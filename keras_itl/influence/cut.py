@@ -14,7 +14,8 @@ they compute exactly what the model computes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -127,6 +128,13 @@ class ModelCut:
     after_layer: str | None
     exact: bool
     recomputed_layers: tuple[str, ...]
+    _built: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """``make()`` once per key (traced tf.functions): later runs on the same cut skip the tracing."""
+        if key not in self._built:
+            self._built[key] = make()
+        return self._built[key]
 
     def describe(self) -> dict:
         """JSON-serialisable: where the model was cut and why (for influence.json)."""

@@ -10,13 +10,16 @@ per-instance directional derivatives come out batch by batch.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_itl.influence.features import Examples
 from keras_itl.influence.scope import Scope
+
+if TYPE_CHECKING:  # features builds on this module
+    from keras_itl.influence.features import Examples
 
 
 class LossDerivatives:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,9 +31,14 @@ import tensorflow as tf
 
 from keras_itl.datasets import Split, make_batches
 from keras_itl.influence.cut import ModelCut, cut_model, uncut
+from keras_itl.influence.derivatives import LossDerivatives
 from keras_itl.influence.scope import Scope, scoped_layers, select_scope
 
 DEFAULT_MEMORY_LIMIT_MB = 1024.0
+FEATURE_BATCH_BYTES = 16 * 2 ** 20  # passes over cached activations take batches of about this size
+MAX_FEATURE_BATCH = 1024
+# model -> {scope variables: ModelCut}; a cut (and the tf.functions traced on it) is built once per model and scope
+_CUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class Examples(Protocol):
@@ -82,11 +88,19 @@ class ImageExamples(_CachedBatches):
 
 @dataclass(eq=False)
 class FeatureSet(_CachedBatches):
-    """Activations of the frozen part, one row per example in split order (an array or a read-only memmap)."""
+    """Activations of the frozen part, one row per example in split order.
 
-    features: np.ndarray
+    ``features`` is a float32 tf.Tensor when held in memory (batches slice it without copying
+    it), or a read-only np.memmap beyond the memory limit (batches are read from disk as needed).
+    """
+
+    features: tf.Tensor | np.ndarray
     labels: np.ndarray
     ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.features, (np.memmap, tf.Tensor)):
+            self.features = tf.constant(self.features, tf.float32)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,19 +109,31 @@ class FeatureSet(_CachedBatches):
     def memory_mapped(self) -> bool:
         return isinstance(self.features, np.memmap)
 
+    @property
+    def nbytes(self) -> int:
+        return 4 * int(np.prod(self.features.shape))
+
     def subset(self, indices) -> FeatureSet:
-        """The rows at ``indices`` (a copy in memory)."""
+        """The rows at ``indices`` (a copy, in memory)."""
         indices = np.asarray(indices, dtype=np.int64)
-        return FeatureSet(np.asarray(self.features[indices]), self.labels[indices], self.ids[indices])
+        rows = (tf.constant(self.features[indices]) if self.memory_mapped
+                else tf.gather(self.features, indices))
+        return FeatureSet(rows, self.labels[indices], self.ids[indices])
 
     def _make_batches(self, batch_size: int) -> tf.data.Dataset:
-        def generate():
-            for start in range(0, len(self), batch_size):
-                stop = start + batch_size
-                yield np.asarray(self.features[start:stop]), self.labels[start:stop]
+        features, labels = self.features, tf.constant(self.labels, tf.int64)
+        starts = tf.data.Dataset.range(0, len(self), batch_size)
+        if not self.memory_mapped:
+            return starts.map(lambda start: (features[start:start + batch_size], labels[start:start + batch_size]))
 
-        signature = (tf.TensorSpec([None, *self.features.shape[1:]], tf.float32), tf.TensorSpec([None], tf.int64))
-        return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+        def read(start):
+            return np.asarray(features[start:start + batch_size])
+
+        def load(start):
+            rows = tf.numpy_function(read, [start], tf.float32, stateful=False)
+            return tf.ensure_shape(rows, [None, *features.shape[1:]]), labels[start:start + batch_size]
+
+        return starts.map(load).prefetch(2)
 
 
 @dataclass
@@ -123,12 +149,25 @@ class FrozenFeatures:
     def trainable(self) -> keras.Model:
         return self.cut.trainable
 
+    def derivatives(self, batch_size: int) -> LossDerivatives:
+        """Loss derivatives of the trainable part over the scope (traced once per cut, scope and batch size).
+
+        Passes over images use ``batch_size``; passes over cached activations, which cost far less
+        per example, take larger batches (about FEATURE_BATCH_BYTES of activations, at least
+        ``batch_size``) so that per-batch overhead does not dominate hundreds of solver passes.
+        """
+        if self.cut.frozen is not None:
+            row_bytes = 4 * int(np.prod(self.cut.frozen.output_shape[1:]))
+            batch_size = max(batch_size, min(MAX_FEATURE_BATCH, FEATURE_BATCH_BYTES // row_bytes))
+        key = ("derivatives", batch_size, tuple(id(v) for v in self.scope.variables))
+        return self.cut.cached(key, lambda: LossDerivatives(self.trainable, self.scope, batch_size))
+
     def describe(self) -> dict:
         """JSON-serialisable: where the model was cut and how the activations are held."""
         sets = [s for s in self.splits.values() if isinstance(s, FeatureSet)]
         storage = ("none" if not sets else "memory-mapped" if any(s.memory_mapped for s in sets) else "memory")
         return {**self.cut.describe(), "storage": storage, "seconds": self.seconds,
-                "megabytes": sum(s.features.nbytes for s in sets) / 2 ** 20}
+                "megabytes": sum(s.nbytes for s in sets) / 2 ** 20}
 
 
 def image_examples(model: keras.Model, split: Split) -> ImageExamples:
@@ -160,7 +199,8 @@ def compute_features(cut: ModelCut, splits: dict[str, Split], *, batch_size: int
     if total_mb > memory_limit_mb:
         directory = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir())
         directory.mkdir(parents=True, exist_ok=True)
-    forward = tf.function(lambda images: frozen(images, training=False), reduce_retracing=True)
+    forward = cut.cached("forward", lambda: tf.function(lambda images: frozen(images, training=False),
+                                                         reduce_retracing=True))
     result = {}
     for name, split in splits.items():
         features = _allocate((len(split), *shape), directory, name)
@@ -171,8 +211,19 @@ def compute_features(cut: ModelCut, splits: dict[str, Split], *, batch_size: int
             start += len(activations)
         if isinstance(features, np.memmap):
             features.flush()
+        else:
+            features = tf.constant(features)  # batches slice the tensor; the array is released
         result[name] = FeatureSet(features, np.asarray(split.labels, np.int64), np.asarray(split.ids))
     return result
+
+
+def _cut(model: keras.Model, scope: Scope, freeze: bool) -> ModelCut:
+    """The model's cut below ``scope`` (or uncut), built once per model, scope and choice."""
+    cuts = _CUTS.setdefault(model, {})
+    key = (freeze, tuple(id(variable) for variable in scope.variables))
+    if key not in cuts:
+        cuts[key] = cut_model(model, scoped_layers(model, scope)) if freeze else uncut(model)
+    return cuts[key]
 
 
 def frozen_features(model: keras.Model, scope: str | Scope, splits: dict[str, Split], *, batch_size: int = 64,
@@ -186,10 +237,7 @@ def frozen_features(model: keras.Model, scope: str | Scope, splits: dict[str, Sp
     """
     scope = select_scope(model, scope) if isinstance(scope, str) else scope
     started = time.perf_counter()
-    if scope.name == "all" or not freeze:
-        cut = uncut(model)
-    else:
-        cut = cut_model(model, scoped_layers(model, scope))
+    cut = _cut(model, scope, freeze and scope.name != "all")
     if cut.frozen is None:
         examples: dict[str, Examples] = {name: image_examples(model, split) for name, split in splits.items()}
     else:

@@ -87,7 +87,7 @@ def check_leave_one_out(model: keras.Model, train: Split, val: Split, result: In
     if features is None:
         features = prepare_features(model, train, val, replace(config, scope=result.scope))
     scope = features.scope
-    derivatives = LossDerivatives(features.trainable, scope, config.batch_size)
+    derivatives = features.derivatives(config.batch_size)
     train_examples, val_examples = features.splits["train"], features.splits["val"]
     damping = result.solver.damping
     anchor = scope.flatten([v.value for v in scope.variables])

@@ -176,7 +176,7 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
     elif features.scope.name != config.scope:
         raise ValueError(f"features were computed for scope {features.scope.name!r}, not {config.scope!r}")
     scope = features.scope
-    derivatives = LossDerivatives(features.trainable, scope, config.batch_size)
+    derivatives = features.derivatives(config.batch_size)
     timings: dict[str, float] = {"features": features.seconds}
 
     started = time.perf_counter()
