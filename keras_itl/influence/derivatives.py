@@ -53,13 +53,18 @@ class LossDerivatives:
         return total, self.scope.flatten(tape.gradient(total, self._primals))
 
     def _batch_hvp(self, inputs, labels, vector):
-        with tf.autodiff.ForwardAccumulator(self._primals, self.scope.unflatten(vector)) as accumulator:
-            with tf.GradientTape() as tape:
-                tape.watch(self._primals)
+        # Reverse over reverse: the gradient of (gradient . vector). Same product as forward over
+        # reverse, but TF's ForwardAccumulator made it ~6x slower on a cached-features head.
+        with tf.GradientTape() as outer:
+            outer.watch(self._primals)
+            with tf.GradientTape() as inner:
+                inner.watch(self._primals)
                 losses, _ = self._losses(inputs, labels)
                 total = tf.reduce_sum(losses)
-            gradients = tape.gradient(total, self._primals)
-        return self.scope.flatten(accumulator.jvp(gradients, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+            gradient = self.scope.flatten(inner.gradient(total, self._primals))
+            directional = tf.reduce_sum(gradient * vector)
+        return self.scope.flatten(outer.gradient(directional, self._primals,
+                                                 unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
     def _batch_jvp(self, inputs, labels, vector):
         with tf.autodiff.ForwardAccumulator(self._primals, self.scope.unflatten(vector)) as accumulator:
@@ -89,7 +94,7 @@ class LossDerivatives:
         return gradient / len(examples), loss / len(examples)
 
     def hvp(self, examples: Examples, vector: tf.Tensor) -> tf.Tensor:
-        """Mean-loss Hessian over the examples times ``vector`` (forward-over-backward autodiff)."""
+        """Mean-loss Hessian over the examples times ``vector`` (Pearlmutter's trick, reverse over reverse)."""
         product = tf.zeros_like(vector)
         for inputs, labels in examples.batches(self.batch_size):
             product += self._hvp_fn(inputs, labels, vector)
