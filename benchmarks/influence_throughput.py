@@ -120,7 +120,8 @@ def _inference_seconds(model: keras.Model, splits: list[Split], batch_size: int)
 
 
 def _influence_row(model: keras.Model, train: Split, val: Split, scope: str, args: argparse.Namespace) -> dict:
-    seconds, result = _timed(lambda: compute_influence(model, train, val, _config(scope, args), verbose=False))
+    seconds, result = _timed(lambda: compute_influence(model, train, val, _config(scope, args),
+                                                       verbose=args.verbose))
     return {"scope": scope, "seconds": seconds, "parameters": result.num_parameters,
             "iterations": result.solver.iterations, "damping": result.solver.damping,
             "residual": result.solver.residual, "timings": result.timings,
@@ -269,6 +270,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--jacobian-batch", type=int, default=16, help="instances in the one per-example Jacobian")
     parser.add_argument("--rounds", type=int, default=3, help="timed repetitions after the tracing pass (section 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="compute_influence's progress lines")
     parser.add_argument("--scaling-child", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 
