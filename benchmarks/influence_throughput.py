@@ -1,26 +1,34 @@
-"""What influence scoring costs, measured side by side in one run on the same model and data.
+"""What influence costs, measured side by side in one run on the same models and data.
 
-keras-itl scores every training instance as a forward-mode directional derivative g_i . s (one
-batched JVP pass) instead of forming per-example gradients, and solves s = (H + damping*I)^-1 g_val
-once. This script checks the claims that design rests on:
+keras-itl computes the frozen part of the model once (head and top:K scopes), solves
+s = (H + damping*I)^-1 g_val on those cached activations, and scores every training instance as a
+forward-mode directional derivative g_i . s. This script checks the claims that design rests on:
 
-1. the scoring pass against plain inference (model forward, inference mode, same batches, inside
-   tf.function): target scoring time <= 3x inference time;
-2. the same scores from per-example gradients (GradientTape.jacobian over one batch, dotted with
-   s): target JVP >= 50x faster per instance, and the two must agree;
-3. the one-time conjugate-gradient solve (head scope of the same model, and the all scope of a
-   small-cnn trained to near-zero loss): seconds and iterations against the scoring pass (no
-   target). Influence assumes a model at a minimum: a small-cnn trained for only a few epochs
-   has an indefinite full Hessian, and CG refuses it unless the damping is large;
-4. peak RSS of the scoring pass for N and 4N training instances, each in a fresh process: target
-   growth beyond the data and the per-instance outputs < one per-example gradient of the scope.
+1. end to end (frozen features + solve + scores, as ``compute_influence`` runs them, tracing
+   included) against one plain inference pass over train+val (model forward in inference mode
+   inside tf.function, same batches, its tracing included; the mean of one pass before and one
+   after the influence runs, each on a fresh copy of the model). The ratio to the second,
+   already-traced inference pass is printed too:
+   - head scope: target <= 2x (``head_influence_vs_inference``);
+   - top:K with K covering the last block (ResNet50 conv5_block3, DenseNet121 conv5_block16):
+     target <= 4x (``top_influence_vs_inference``);
+2. N -> 4N training instances, head scope end to end, each in a fresh process: time x <= 4.4
+   (``scaling_time_ratio``), peak RSS while influence runs (sampled every 5 ms), excluding the
+   cached features, x <= 1.3 (``scaling_rss_ratio``);
+3. the scoring pass (batched JVP, scope all) against inference, best of --rounds after tracing:
+   target <= 3x (``scoring_vs_inference``);
+4. the same scores from per-example gradients (GradientTape.jacobian over --jacobian-batch
+   instances): the JVP must be >= 50x faster per instance (``jvp_speedup_vs_jacobian``) and agree.
 
-Data are scikit-learn's real handwritten digits, stored at the model's input size; the models
-have random initial weights (no network here). Steady-state timings are the best of --rounds
-after a first, tracing pass; "cold" timings include tf.function tracing, as a user pays it once
-per influence run.
+Data are scikit-learn's real handwritten digits stored at the model's input size (wrapped around
+when N exceeds the 1,797 of them, with fresh ids); models have random initial weights (no
+network here). The machine is shared: numbers move with its load.
 
-    python benchmarks/influence_throughput.py [--arch densenet121] [--train 256] [--rounds 5] [--jacobian-batch 16]
+    python benchmarks/influence_throughput.py [--arch resnet50 densenet121] [--train 2000] [--val 500]
+        [--sections e2e scaling jvp] [--scaling-factor 4] [--jvp-train 128] [--rounds 3]
+
+Sections 1 and 2 use only ``compute_influence``, so they also run on older keras-itl versions
+(``--sections e2e`` there measures the before figure).
 """
 from __future__ import annotations
 
@@ -30,29 +38,30 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from keras_itl.backbones import build_model  # noqa: E402
-from keras_itl.datasets import Split, make_batches  # noqa: E402
-from keras_itl.datasets.embedded import load_digits  # noqa: E402
-from keras_itl.influence import (  # noqa: E402
+from keras_itl.backbones import build_model
+from keras_itl.datasets import Split, make_batches
+from keras_itl.datasets.embedded import load_digits
+from keras_itl.influence import (
     InfluenceConfig,
-    SolverError,
     SolverOptions,
     compute_influence,
     select_scope,
 )
-from keras_itl.influence.derivatives import LossDerivatives  # noqa: E402
 
 NUM_CLASSES = 10
-SMALL_CNN_SIZE = 28
 MB = 2 ** 20
+LAST_BLOCK_K = {"resnet50": 7, "densenet121": 6, "vgg16": 4, "small-cnn": 3}  # top:K covering the last block
+TARGETS = {"head_influence_vs_inference": 2.0, "top_influence_vs_inference": 4.0, "scaling_time_ratio": 4.4,
+           "scaling_rss_ratio": 1.3, "scoring_vs_inference": 3.0}
 
 
 # ---------------------------------------------------------------- data, models, timing helpers
@@ -71,15 +80,10 @@ def _take(pool: Split, start: int, count: int, name: str) -> Split:
     return Split(picked.images, picked.labels, np.array([f"{name}/{i}" for i in range(count)], dtype=object))
 
 
-def _train_val(args: argparse.Namespace, size: int, channels: int, count: int) -> tuple[Split, Split]:
+def _train_val(args: argparse.Namespace, count: int) -> tuple[Split, Split]:
     """Training instances from the front of the pool, validation from its back."""
-    pool = _digits(size, channels)
+    pool = _digits(args.image_size, 3)
     return _take(pool, 0, count, "train"), _take(pool, len(pool) - args.val, args.val, "val")
-
-
-def _random_vector(size: int, seed: int) -> tf.Tensor:
-    """A fixed direction s; the cost of g_i . s does not depend on its values."""
-    return tf.constant(np.random.default_rng(seed).standard_normal(size), tf.float32)
 
 
 def _timed(fn) -> tuple[float, object]:
@@ -89,27 +93,136 @@ def _timed(fn) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
-def _model(args: argparse.Namespace) -> keras.Model:
+def _model(arch: str, args: argparse.Namespace) -> keras.Model:
     keras.utils.set_random_seed(args.seed)
-    return build_model(args.arch, NUM_CLASSES, image_size=args.image_size, channels=3)
+    return build_model(arch, NUM_CLASSES, image_size=args.image_size, channels=3)
 
 
-def _scoring_pass(derivatives: LossDerivatives, batches, vector: tf.Tensor,
-                  after_batch=lambda: None) -> tuple[np.ndarray, ...]:
-    """Per-instance (losses, scores, predicted classes), collected the way compute_influence does."""
-    outputs = []
-    for batch_outputs in derivatives.directional_derivatives(batches, vector):
-        outputs.append(batch_outputs)
-        after_batch()
-    return tuple(np.concatenate(parts) for parts in zip(*outputs))
+def _config(scope: str, args: argparse.Namespace) -> InfluenceConfig:
+    return InfluenceConfig(scope=scope, batch_size=args.batch_size,
+                           solver=SolverOptions(solver="cg", damping=args.damping, damping_retries=3))
 
 
-# ---------------------------------------------------------------- 1 and 2. scoring, inference, per-example gradients
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        resident_pages = int(handle.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / MB
 
-def _jacobian_scorer(model: keras.Model, derivatives: LossDerivatives, vector: tf.Tensor):
+
+def _peak_rss_during(fn) -> tuple[float, object]:
+    """(peak RSS in MB sampled every 5 ms while ``fn`` runs, its result). The process-wide peak
+    (ru_maxrss) is no use here: loading and resizing the digits peaks higher than influence does."""
+    peak, done = [_current_rss_mb()], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _current_rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], _current_rss_mb()), result
+
+
+# ---------------------------------------------------------------- 1. end to end against inference
+
+def _inference_seconds(model: keras.Model, splits: list[Split], batch_size: int) -> tuple[float, float]:
+    """(first pass with tracing, second pass) of plain inference over ``splits``."""
+    forward = tf.function(lambda images: model(images, training=False))
+    _, size, _, channels = model.input_shape
+
+    def run() -> None:
+        for split in splits:
+            for images, _ in make_batches(split, batch_size, image_size=size, channels=channels, drop_ids=True):
+                forward(images).numpy()
+
+    return _timed(run)[0], _timed(run)[0]
+
+
+def _influence_row(model: keras.Model, train: Split, val: Split, scope: str, args: argparse.Namespace) -> dict:
+    seconds, result = _timed(lambda: compute_influence(model, train, val, _config(scope, args),
+                                                       verbose=args.verbose))
+    return {"scope": scope, "seconds": seconds, "parameters": result.num_parameters,
+            "iterations": result.solver.iterations, "damping": result.solver.damping,
+            "residual": result.solver.residual, "timings": result.timings,
+            "frozen": getattr(result, "frozen", None)}  # older versions had no frozen part
+
+
+def _end_to_end(arch: str, args: argparse.Namespace) -> dict:
+    """Influence runs between two inference measurements (each on a freshly built, untraced copy of the
+    model), so that load drifting over the run hits the numerator and the denominator alike."""
+    train, val = _train_val(args, args.train)
+
+    def inference() -> tuple[float, float]:
+        return _inference_seconds(_model(arch, args), [train, val], args.batch_size)
+
+    before = inference()
+    model = _model(arch, args)
+    rows = {}
+    for name, scope in (("head", "head"), ("top", f"top:{args.top_k or LAST_BLOCK_K[arch]}")):
+        if name in args.scopes:
+            rows[name] = _influence_row(model, train, val, scope, args)
+    after = inference()
+    inference_cold, inference_warm = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+    print(f"  {arch}: inference over {len(train)} + {len(val)}: first pass (with tracing) {before[0]:.1f} s before "
+          f"and {after[0]:.1f} s after the influence runs, second pass {before[1]:.1f} and {after[1]:.1f} s",
+          flush=True)
+    for row in rows.values():
+        row["vs_inference"] = row["seconds"] / inference_cold
+        row["vs_warm_inference"] = row["seconds"] / inference_warm
+        cut = (row["frozen"] or {}).get("after_layer")
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in row["timings"].items())
+        print(f"  {arch} {row['scope']} ({row['parameters']:,} parameters, cut after {cut}): {row['seconds']:.1f} s = "
+              f"{row['vs_inference']:.2f}x inference ({row['vs_warm_inference']:.2f}x its second pass); "
+              f"{row['iterations']} CG iterations at damping {row['damping']:g}; {stages}", flush=True)
+    return {"inference_cold": inference_cold, "inference_warm": inference_warm, "inference_before": before,
+            "inference_after": after, **rows}
+
+
+# ---------------------------------------------------------------- 2. N -> factor*N, fresh process each
+
+def _scaling_child(args: argparse.Namespace) -> None:
+    """In a fresh process: head-scope influence end to end on N instances; print seconds and RSS as JSON."""
+    arch = args.arch[0]
+    model = _model(arch, args)
+    train, val = _train_val(args, args.scaling_child)
+    peak_mb, row = _peak_rss_during(lambda: _influence_row(model, train, val, "head", args))
+    cache_mb = (row["frozen"] or {}).get("megabytes", 0.0)
+    data_mb = (train.images.nbytes + val.images.nbytes) / MB
+    print(json.dumps({"n": len(train), "seconds": row["seconds"], "peak_mb": peak_mb, "cache_mb": cache_mb,
+                      "data_mb": data_mb, "process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _scaling_run(arch: str, count: int, args: argparse.Namespace) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--scaling-child", str(count), "--arch", arch,
+               "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--val", str(args.val),
+               "--seed", str(args.seed), "--damping", str(args.damping)]
+    finished = subprocess.run(command, check=False, capture_output=True, text=True)
+    if finished.returncode != 0:
+        raise RuntimeError(f"scaling run for N={count} failed:\n{finished.stderr[-3000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def _scaling(arch: str, args: argparse.Namespace) -> dict:
+    small, large = (_scaling_run(arch, count, args) for count in (args.train, args.train * args.scaling_factor))
+    for run in (small, large):
+        print(f"  {arch} N={run['n']}: {run['seconds']:.1f} s, peak RSS {run['peak_mb']:.0f} MB of which cached "
+              f"features {run['cache_mb']:.1f} MB (images {run['data_mb']:.1f} MB)", flush=True)
+    return {"time_ratio": large["seconds"] / small["seconds"],
+            "rss_ratio": (large["peak_mb"] - large["cache_mb"]) / (small["peak_mb"] - small["cache_mb"]),
+            "small": small, "large": large}
+
+
+# ---------------------------------------------------------------- 3 and 4. JVP scoring, inference, per-example gradients
+
+def _jacobian_scorer(model: keras.Model, scope, vector: tf.Tensor):
     """g_i . s from materialised per-example gradients of the scope (the approach the JVP replaces)."""
-    variables = derivatives.scope.tf_variables
-    directions = [tf.reshape(part, [-1]) for part in derivatives.scope.unflatten(vector)]
+    variables = scope.tf_variables
+    directions = [tf.reshape(part, [-1]) for part in scope.unflatten(vector)]
 
     @tf.function
     def scores(images, labels):
@@ -125,241 +238,125 @@ def _jacobian_scorer(model: keras.Model, derivatives: LossDerivatives, vector: t
     return scores
 
 
-def _pass_timings(model: keras.Model, derivatives: LossDerivatives, batches: list, vector: tf.Tensor,
-                  jacobian_size: int, rounds: int) -> dict:
-    """First-call and best-of-rounds seconds of an inference pass, a scoring pass and the Jacobian scorer on
-    the first ``jacobian_size`` instances, interleaved so that load from other processes hits all three alike;
-    and how far the JVP and Jacobian scores of those instances differ."""
+def _jvp_section(arch: str, args: argparse.Namespace) -> dict:
+    """First-call and best-of-rounds seconds of inference, JVP scoring (scope all) and the Jacobian scorer,
+    interleaved so that load from other processes hits all three alike."""
+    from keras_itl.influence.derivatives import LossDerivatives
+    from keras_itl.influence.features import FeatureSet
+
+    model = _model(arch, args)
+    train, _ = _train_val(args, args.jvp_train)
+    scope = select_scope(model, "all")
+    derivatives = LossDerivatives(model, scope, args.batch_size)
+    vector = tf.constant(np.random.default_rng(args.seed).standard_normal(scope.num_parameters), tf.float32)
+    examples = FeatureSet(train.images.astype(np.float32), train.labels, train.ids)  # same batches for all passes
     forward = tf.function(lambda images: model(images, training=False))
-    few_images, few_labels = (part[:jacobian_size] for part in batches[0])
-    jacobian = _jacobian_scorer(model, derivatives, vector)
+    few_images, few_labels = (tf.constant(part[:args.jacobian_batch]) for part in (examples.features, train.labels))
+    jacobian = _jacobian_scorer(model, scope, vector)
 
     def inference() -> None:
-        for images, _ in batches:
+        for images, _ in examples.batches(args.batch_size):
             forward(images).numpy()
 
-    passes = {"inference": inference,
-              "scoring": lambda: _scoring_pass(derivatives, batches, vector)[1],
-              "jacobian": lambda: jacobian(few_images, few_labels).numpy()}
+    def scoring() -> np.ndarray:
+        return np.concatenate([part[1] for part in derivatives.directional_derivatives(examples, vector)])
+
+    passes = {"inference": inference, "scoring": scoring, "jacobian": lambda: jacobian(few_images, few_labels).numpy()}
     first, results = {}, {}
     for name, run in passes.items():
         first[name], results[name] = _timed(run)
     best = {name: float("inf") for name in passes}
-    for _ in range(rounds):
+    for _ in range(args.rounds):
         for name, run in passes.items():
             best[name] = min(best[name], _timed(run)[0])
     reference = results["jacobian"]
-    difference = np.max(np.abs(results["scoring"][:jacobian_size] - reference)) / np.max(np.abs(reference))
-    return {"first": first, "best": best, "difference": float(difference)}
-
-
-# ---------------------------------------------------------------- 3. the one-time solve
-
-def _fitted_small_cnn(args: argparse.Namespace, train: Split) -> tuple[keras.Model, float]:
-    """A small-cnn trained on ``train`` for --cnn-epochs, and its final training loss."""
-    keras.utils.set_random_seed(args.seed)
-    model = build_model("small-cnn", NUM_CLASSES, image_size=SMALL_CNN_SIZE, channels=1)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    batches = make_batches(train, args.batch_size, shuffle_seed=args.seed, drop_ids=True)
-    history = model.fit(batches, epochs=args.cnn_epochs, shuffle=False, verbose=0)  # make_batches shuffled
-    return model, history.history["loss"][-1]
-
-
-def _hvp_seconds(model: keras.Model, scope: str, train: Split, batch_size: int, rounds: int) -> dict:
-    """Seconds of one Hessian-vector product over the training split: first call (tracing) and best later one."""
-    derivatives = LossDerivatives(model, select_scope(model, scope), batch_size)
-    batches = list(derivatives.batches(train))
-    vector = _random_vector(derivatives.scope.num_parameters, 0)
-    first = _timed(lambda: derivatives.hvp(batches, len(train), vector).numpy())[0]
-    steady = min(_timed(lambda: derivatives.hvp(batches, len(train), vector).numpy())[0] for _ in range(rounds))
-    return {"first": first, "steady": steady}
-
-
-def _solve(label: str, model: keras.Model, train: Split, val: Split, scope: str, damping: float,
-           args: argparse.Namespace) -> dict:
-    """A cold compute_influence run with CG, plus the steady cost of the Hessian-vector products it needs."""
-    config = InfluenceConfig(scope=scope, solver=SolverOptions(solver="cg", damping=damping),
-                             batch_size=args.batch_size)
-    row = {"label": label, "scope": scope, "damping": damping}
-    try:
-        result = compute_influence(model, train, val, config, verbose=False)
-    except SolverError as error:
-        return {**row, "error": str(error)}
-    hvp = _hvp_seconds(model, scope, train, args.batch_size, args.rounds)
-    return {**row, "parameters": result.num_parameters, "iterations": result.solver.iterations,
-            "residual": result.solver.residual, **result.timings, "hvp": hvp}
-
-
-def _print_solve(row: dict, train_count: int) -> None:
-    heading = f"  {row['label']}, {row['scope']} scope, damping {row['damping']:g}, N={train_count}"
-    if "error" in row:
-        print(f"{heading}: CG refused: {row['error']}")
-        return
-    products = row["iterations"] + 1  # the solver checks its residual with one more product
-    steady = products * row["hvp"]["steady"]
-    print(f"{heading} ({row['parameters']:,} parameters): {row['iterations']} CG iterations, "
-          f"relative residual {row['residual']:.1e}")
-    print(f"    cold, as compute_influence times it: val gradient {row['val_gradient']:.1f} s, "
-          f"solve {row['solve']:.1f} s, scoring {row['scores']:.1f} s -> solve = {row['solve'] / row['scores']:.1f}x "
-          "the scoring pass")
-    print(f"    one Hessian-vector product over N: {row['hvp']['steady']:.2f} s warm, {row['hvp']['first']:.1f} s "
-          f"first call; {products} products = {steady:.1f} s warm, so the other "
-          f"~{max(row['solve'] - steady, 0):.0f} s of the cold solve is one-time tracing")
-
-
-# ---------------------------------------------------------------- 4. memory, one fresh process per N
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def _current_rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        resident_pages = int(handle.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / MB
-
-
-def _memory_child(args: argparse.Namespace) -> None:
-    """In a fresh process: build, load N instances, one streamed scoring pass; print RSS as JSON.
-
-    Peak RSS (the target) includes the one-time tracing of the JVP graph. RSS sampled after every
-    batch is printed too: it shows what the pass holds between batches, though it also includes the
-    allocators' warm-up, which levels off only after a dozen or so batches.
-    """
-    model = _model(args)
-    train, _ = _train_val(args, args.image_size, 3, args.memory_child)
-    derivatives = LossDerivatives(model, select_scope(model, args.scope), args.batch_size)
-    vector = _random_vector(derivatives.scope.num_parameters, args.seed)
-    baseline = _current_rss_mb()
-    samples: list[float] = []
-    outputs = _scoring_pass(derivatives, derivatives.batches(train), vector, lambda: samples.append(_current_rss_mb()))
-    data_bytes = train.images.nbytes + train.labels.nbytes + sum(sys.getsizeof(i) for i in train.ids)
-    print(json.dumps({"n": len(train), "baseline_mb": baseline, "between_mb": max(samples), "peak_mb": _peak_rss_mb(),
-                      "data_mb": data_bytes / MB, "outputs_mb": sum(part.nbytes for part in outputs) / MB}))
-
-
-def _memory_run(args: argparse.Namespace, count: int) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--memory-child", str(count), "--arch", args.arch,
-               "--image-size", str(args.image_size), "--scope", args.scope, "--batch-size", str(args.batch_size),
-               "--val", str(args.val), "--seed", str(args.seed)]
-    finished = subprocess.run(command, capture_output=True, text=True)
-    if finished.returncode != 0:
-        raise RuntimeError(f"memory run for N={count} failed:\n{finished.stderr[-3000:]}")
-    return json.loads(finished.stdout.strip().splitlines()[-1])
-
-
-def _memory(args: argparse.Namespace) -> dict:
-    """RSS at N and factor*N, and how much of its growth the data and outputs do not explain."""
-    small, large = (_memory_run(args, count) for count in (args.train, args.train * args.memory_factor))
-    print(f"  {'N':>6} {'data MB':>8} {'outputs MB':>11} {'baseline MB':>12} {'max between batches MB':>23} "
-          f"{'peak MB':>8}")
-    for run in (small, large):
-        print(f"  {run['n']:>6} {run['data_mb']:>8.2f} {run['outputs_mb']:>11.3f} {run['baseline_mb']:>12.0f} "
-              f"{run['between_mb']:>23.0f} {run['peak_mb']:>8.0f}")
-    explained = (large["data_mb"] - small["data_mb"]) + (large["outputs_mb"] - small["outputs_mb"])
-    grown = large["peak_mb"] - small["peak_mb"]
-    return {"ratio": large["peak_mb"] / small["peak_mb"], "grown_mb": grown, "explained_mb": explained,
-            "excess_mb": grown - explained, "between_mb": large["between_mb"] - small["between_mb"],
-            "large": large["n"]}
+    difference = float(np.max(np.abs(results["scoring"][:args.jacobian_batch] - reference)) / np.max(np.abs(reference)))
+    speedup = (best["jacobian"] / args.jacobian_batch) / (best["scoring"] / args.jvp_train)
+    ratio = best["scoring"] / best["inference"]
+    print(f"  {arch} scope all ({scope.num_parameters:,} parameters), N={args.jvp_train}: inference "
+          f"{best['inference']:.2f} s, scoring {best['scoring']:.2f} s -> {ratio:.2f}x; per-example Jacobian "
+          f"{best['jacobian'] / args.jacobian_batch * 1e3:.0f} ms/instance vs JVP "
+          f"{best['scoring'] / args.jvp_train * 1e3:.1f} ms -> {speedup:.0f}x; max relative difference "
+          f"{difference:.1e}", flush=True)
+    return {"scoring_vs_inference": ratio, "jvp_speedup": speedup, "jvp_difference": difference,
+            "first_seconds": first, "best_seconds": best}
 
 
 # ---------------------------------------------------------------- driver
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="densenet121", help="model of sections 1, 2, 4 and the head solve")
+    parser.add_argument("--arch", nargs="+", default=["resnet50", "densenet121"])
+    parser.add_argument("--sections", nargs="+", default=["e2e", "scaling", "jvp"],
+                        choices=["e2e", "scaling", "jvp"])
+    parser.add_argument("--scopes", nargs="+", default=["head", "top"], choices=["head", "top"],
+                        help="end-to-end scopes: head, and top:K covering the last block")
+    parser.add_argument("--top-k", type=int, default=None, help="K of the top:K run [default: the last block]")
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--scope", default="all", help="scope of the scoring and Jacobian comparisons")
-    parser.add_argument("--train", type=int, default=256, help="N, the training instances scored")
-    parser.add_argument("--val", type=int, default=200)
+    parser.add_argument("--train", type=int, default=2000, help="N, the training instances")
+    parser.add_argument("--val", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--damping", type=float, default=0.01)
+    parser.add_argument("--scaling-factor", type=int, default=4)
+    parser.add_argument("--scaling-arch", nargs="+", default=None, help="archs of section 2 [default: --arch]")
+    parser.add_argument("--jvp-train", type=int, default=128, help="instances of the scoring/Jacobian comparison")
     parser.add_argument("--jacobian-batch", type=int, default=16, help="instances in the one per-example Jacobian")
-    parser.add_argument("--rounds", type=int, default=5, help="timed repetitions after the tracing pass")
-    parser.add_argument("--damping", type=float, default=0.01, help="CG damping of both solves")
-    parser.add_argument("--cnn-epochs", type=int, default=30, help="training of the small-cnn before its solve")
-    parser.add_argument("--memory-factor", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="timed repetitions after the tracing pass (section 3)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--verbose", action="store_true", help="compute_influence's progress lines")
+    parser.add_argument("--scaling-child", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
-def _verdict(met: bool) -> str:
-    return "yes" if met else "NO"
+def _summary(per_arch: dict) -> dict:
+    """Top-level figures (the worst architecture's), the targets and whether each is met, per-arch details."""
+    def worst(pick) -> float | None:
+        values = [value for figures in per_arch.values() if (value := pick(figures)) is not None]
+        return max(values) if values else None
+
+    figures = {
+        "head_influence_vs_inference": worst(lambda f: f.get("e2e", {}).get("head", {}).get("vs_inference")),
+        "top_influence_vs_inference": worst(lambda f: f.get("e2e", {}).get("top", {}).get("vs_inference")),
+        "scaling_time_ratio": worst(lambda f: f.get("scaling", {}).get("time_ratio")),
+        "scaling_rss_ratio": worst(lambda f: f.get("scaling", {}).get("rss_ratio")),
+        "scoring_vs_inference": worst(lambda f: f.get("jvp", {}).get("scoring_vs_inference")),
+    }
+    speedups = [f["jvp"]["jvp_speedup"] for f in per_arch.values() if "jvp" in f]
+    figures["jvp_speedup_vs_jacobian"] = min(speedups) if speedups else None
+    met = {key: value <= TARGETS[key] for key, value in figures.items() if key in TARGETS and value is not None}
+    if figures["jvp_speedup_vs_jacobian"] is not None:
+        met["jvp_speedup_vs_jacobian"] = figures["jvp_speedup_vs_jacobian"] >= 50
+    return {**figures, "targets": {**TARGETS, "jvp_speedup_vs_jacobian": ">= 50"}, "met": met, "per_arch": per_arch}
 
 
 def main() -> None:
     args = _parse()
-    if args.memory_child:
-        _memory_child(args)
+    if args.scaling_child:
+        _scaling_child(args)
         return
     started = time.perf_counter()
-    model = _model(args)
-    train, val = _train_val(args, args.image_size, 3, args.train)
-    derivatives = LossDerivatives(model, select_scope(model, args.scope), args.batch_size)
-    scope_size = derivatives.scope.num_parameters
-    vector = _random_vector(scope_size, args.seed)
-    batches = list(derivatives.batches(train))  # materialised, so both passes time the model alone
-    print(f"{args.arch} {args.image_size}x{args.image_size}, scope {args.scope} ({scope_size:,} parameters), "
-          f"N={args.train} digits, batch {args.batch_size}, best of {args.rounds} rounds")
-
-    print("\n1. scoring pass (batched JVP) against inference, same batches")
-    timings = _pass_timings(model, derivatives, batches, vector, args.jacobian_batch, args.rounds)
-    first, best = timings["first"], timings["best"]
-    scoring_ratio = best["scoring"] / best["inference"]
-    for name in ("inference", "scoring"):
-        print(f"  {name:<9} {args.train / best[name]:8.1f} instances/s ({best[name]:.2f} s; "
-              f"first pass, with tracing, {first[name]:.1f} s)")
-    print(f"  scoring / inference time: {scoring_ratio:.2f} (target <= 3)")
-
-    print(f"\n2. JVP against per-example gradients (GradientTape.jacobian, {args.jacobian_batch} instances)")
-    jvp_per_instance = best["scoring"] / args.train
-    jacobian_per_instance = best["jacobian"] / args.jacobian_batch
-    speedup = jacobian_per_instance / jvp_per_instance
-    print(f"  per-example Jacobian: {jacobian_per_instance * 1e3:.1f} ms/instance (first call, with tracing: "
-          f"{first['jacobian']:.1f} s for the batch)")
-    print(f"  JVP scoring pass:     {jvp_per_instance * 1e3:.1f} ms/instance (batch {args.batch_size})")
-    print(f"  JVP speedup: {speedup:.1f}x (target >= 50); counting the Jacobian's first call instead: "
-          f"{first['jacobian'] / args.jacobian_batch / jvp_per_instance:.0f}x")
-    print(f"  max |JVP - Jacobian| / max |Jacobian| = {timings['difference']:.1e}")
-
-    print("\n3. one-time CG solve against the scoring pass")
-    head = _solve(args.arch, model, train, val, "head", args.damping, args)
-    _print_solve(head, args.train)
-    cnn_train, cnn_val = _train_val(args, SMALL_CNN_SIZE, 1, args.train)
-    cnn_model, cnn_loss = _fitted_small_cnn(args, cnn_train)
-    cnn = _solve(f"small-cnn ({args.cnn_epochs} epochs to training loss {cnn_loss:.1e})", cnn_model, cnn_train,
-                 cnn_val, "all", args.damping, args)
-    _print_solve(cnn, args.train)
-
-    print(f"\n4. peak RSS of the scoring pass, fresh process per N ({args.arch}, {args.scope} scope); baseline = "
-          "after model build and data load")
-    memory = _memory(args)
-    gradient_mb = scope_size * 4 / MB
-    print(f"  peak {memory['large']} / {args.train}: {memory['ratio']:.3f}; peak grew {memory['grown_mb']:.1f} MB, "
-          f"data and outputs {memory['explained_mb']:.1f} MB: excess {memory['excess_mb']:.1f} MB (target < "
-          f"{gradient_mb:.1f} MB, one per-example gradient of the scope)")
-    print(f"  RSS between batches grew {memory['between_mb']:.1f} MB (no target: includes allocator warm-up)")
-
-    def solve_cell(row: dict) -> str:
-        if "error" in row:
-            return "CG refused"
-        return f"{row['solve']:.1f} s, {row['iterations']} it, {row['solve'] / row['scores']:.1f}x scoring"
-
-    table = [
-        ("scoring / inference time", f"{scoring_ratio:.2f}", "<= 3", _verdict(scoring_ratio <= 3)),
-        ("JVP speedup over per-example Jacobian", f"{speedup:.1f}x", ">= 50", _verdict(speedup >= 50)),
-        ("JVP vs Jacobian max relative difference", f"{timings['difference']:.1e}", "<= 1e-3",
-         _verdict(timings["difference"] <= 1e-3)),
-        (f"CG solve, {args.arch} head (cold)", solve_cell(head), "-", "-"),
-        ("CG solve, small-cnn all (cold)", solve_cell(cnn), "-", "-"),
-        (f"peak RSS {memory['large']} / {args.train}", f"{memory['ratio']:.3f}", "-", "-"),
-        ("peak RSS growth beyond data + outputs", f"{memory['excess_mb']:.1f} MB", f"< {gradient_mb:.1f} MB",
-         _verdict(memory["excess_mb"] < gradient_mb)),
-    ]
-    print(f"\nsummary ({time.perf_counter() - started:.0f} s)")
-    print(f"  {'measure':<42} {'measured':<34} {'target':<12} met")
-    for name, measured, target, met in table:
-        print(f"  {name:<42} {measured:<34} {target:<12} {met}")
+    per_arch: dict[str, dict] = {arch: {} for arch in args.arch}
+    print(f"influence throughput: {', '.join(args.arch)} at {args.image_size}x{args.image_size}, N={args.train} "
+          f"train + {args.val} val, batch {args.batch_size}, weights=None", flush=True)
+    if "e2e" in args.sections:
+        print("\n1. influence end to end (features + solve + scores) against one inference pass over train+val")
+        for arch in args.arch:
+            per_arch[arch]["e2e"] = _end_to_end(arch, args)
+    if "scaling" in args.sections:
+        print(f"\n2. head influence at N and {args.scaling_factor}N, fresh process each")
+        for arch in args.scaling_arch or args.arch:
+            per_arch.setdefault(arch, {})["scaling"] = _scaling(arch, args)
+    if "jvp" in args.sections:
+        print("\n3-4. scoring pass (batched JVP) against inference and per-example Jacobians")
+        for arch in args.arch:
+            per_arch[arch]["jvp"] = _jvp_section(arch, args)
+    summary = _summary(per_arch)
+    print(f"\nsummary ({time.perf_counter() - started:.0f} s; shared machine, numbers move with its load)")
+    for key, value in summary.items():
+        if key in summary["targets"] and value is not None:
+            print(f"  {key:<30} {value:8.2f}   target {summary['targets'][key]}   "
+                  f"{'met' if summary['met'][key] else 'NOT met'}")
+    print(json.dumps(summary, default=float))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
           fine_tune_lr_factor, fine_tune_layers, optimizer, lr_schedule, patience, image_size, seed, val_fraction,
           data_dir, max_train_examples, imbalance, label_noise, output, resume, export_name, export_base, quiet,
           workers, policy, scope, solver, damping, damping_retries, max_drop_fraction, min_class_keep_fraction,
-          instance_start, refit_epochs) -> None:
+          instance_start, refit_epochs, **solver_knobs) -> None:
     """Train a target model from scratch, by fine-tuning a source network, or instance-based, then test it."""
     if workers > 1:
         _launch_workers(click.get_current_context(), workers)
@@ -122,7 +122,7 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
         instance=InstanceOptions(policy=policy, scope=scope, solver=solver, damping=damping,
                                  damping_retries=damping_retries,
                                  max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
-                                 start=instance_start, refit_epochs=refit_epochs))
+                                 start=instance_start, refit_epochs=refit_epochs, **solver_knobs))
     output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", f"{arch}-{source or 'scratch'}-to-{target}-{method}")
     export_to = Path(export_base) / validate_model_name(export_name) if export_name else None
     result = run_transfer(config, output, resume=resume, strategy=strategy, verbose=not quiet, export_to=export_to)
@@ -191,7 +191,8 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, ba
 @click.option("--quiet", is_flag=True, help="Only the final summary lines.")
 @user_errors
 def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, damping, damping_retries,
-              max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet) -> None:
+              max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet,
+              **solver_knobs) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
     from keras_itl.influence_workflow import inspect_influence
 
@@ -200,7 +201,7 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
                               solver=solver, damping=damping, damping_retries=damping_retries, policy=policy,
                               max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
                               batch_size=batch_size,
-                              check_loo=check_loo, verbose=not quiet)
+                              check_loo=check_loo, verbose=not quiet, **solver_knobs)
     for line in lines:
         click.echo(line)
 

@@ -1,45 +1,67 @@
-"""Influence of a trained model's target training instances, without training: scores, report, LOO check."""
+"""Influence of a trained model's target training instances, without training: scores, report, LOO check.
+
+The frozen part's activations are computed once and shared by the solve, the scores and the
+leave-one-out check; the solved vector s is saved in the output directory, so running again on the
+same model and data re-scores without solving.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from keras_itl.datasets import load_dataset
-from keras_itl.evaluation import load_trained_model
-from keras_itl.influence import InfluenceConfig, SolverOptions, compute_influence
-from keras_itl.influence.loo import check_leave_one_out
-from keras_itl.influence_report import describe_selection, write_influence_report, write_loo_report
-from keras_itl.selection import parse_policy, select_drops
 from keras_itl.errors import UserError
+from keras_itl.evaluation import load_trained_model
+from keras_itl.influence import (
+    InfluenceConfig,
+    SolverOptions,
+    compute_influence,
+    prepare_features,
+)
+from keras_itl.influence.loo import check_leave_one_out
+from keras_itl.influence.store import SOLUTION_FILE
+from keras_itl.influence_report import (
+    describe_selection,
+    write_influence_report,
+    write_loo_report,
+)
+from keras_itl.selection import parse_policy, select_drops
 
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,
                       output_dir: str | os.PathLike, *, scope: str = "head", solver: str = "cg",
                       damping: float = 0.01, damping_retries: int = 0, policy: str = "sign",
-                      max_drop_fraction: float = 0.5, min_class_keep_fraction: float = 0.5, batch_size: int = 64, check_loo: int | None = None,
-                      verbose: bool = True) -> list[str]:
-    """Score, select and report; optionally check against leave-one-out retraining. Returns summary lines."""
+                      max_drop_fraction: float = 0.5, min_class_keep_fraction: float = 0.5, batch_size: int = 64,
+                      check_loo: int | None = None, verbose: bool = True, **solver_knobs) -> list[str]:
+    """Score, select and report; optionally check against leave-one-out retraining. Returns summary lines.
+
+    ``solver_knobs`` are further SolverOptions fields (cg_max_iterations, lissa_scale, ...).
+    """
     if parse_policy(policy).kind == "auto":
         raise UserError("policy auto refits candidate drop sets; use keras-itl train --method instance for it")
     model = load_trained_model(model_path)
     data = load_dataset(target, **dataset_options)
     train, val = data.split("train"), data.split("val")
-    config = InfluenceConfig(scope=scope, batch_size=batch_size,
+    output_dir = Path(output_dir)
+    config = InfluenceConfig(scope=scope, batch_size=batch_size, cache_dir=str(output_dir),
                              solver=SolverOptions(solver=solver, damping=damping, damping_retries=damping_retries,
-                                                  seed=dataset_options.get("seed", 0)))
-    result = compute_influence(model, train, val, config, verbose=verbose)
+                                                  seed=dataset_options.get("seed", 0), **solver_knobs))
+    features = prepare_features(model, train, val, config, verbose=verbose)
+    result = compute_influence(model, train, val, config, features=features, solution_path=output_dir / SOLUTION_FILE,
+                               verbose=verbose)
     selection = select_drops(result.table.ids, result.table.labels, result.table.predicted_delta_val_loss,
                              policy=policy, class_names=data.info.class_names, max_drop_fraction=max_drop_fraction,
                              min_class_keep_fraction=min_class_keep_fraction)
-    output_dir = Path(output_dir)
     files = write_influence_report(result, selection, train, data.info.class_names, output_dir,
                                    flipped_ids=data.info.flipped_ids)
-    lines = [f"influence: {len(train)} training instances, {result.summary()['num_harmful']} predicted harmful "
-             f"({result.scope} scope, {result.num_parameters} parameters, {result.solver.solver} residual "
-             f"{result.solver.residual:.2g})",
+    reused = ", saved solution reused" if result.solver.reused else ""
+    lines = [(f"influence: {len(train)} training instances, {result.summary()['num_harmful']} predicted harmful "
+              f"({result.scope} scope, {result.num_parameters} parameters, {result.solver.solver} residual "
+              f"{result.solver.residual:.2g}{reused})"),
              describe_selection(selection, len(train))]
     if check_loo:
-        report = check_leave_one_out(model, train, val, result, check_loo, config, verbose=verbose)
+        report = check_leave_one_out(model, train, val, result, check_loo, config, features=features,
+                                     verbose=verbose)
         files.update(write_loo_report(report, output_dir))
         lines.append(f"leave-one-out check over {check_loo} instances: Pearson {report.pearson:.3f}, "
                      f"Spearman {report.spearman:.3f}")

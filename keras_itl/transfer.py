@@ -53,6 +53,10 @@ class InstanceOptions:
     start: str = "source"
     refit_epochs: int | None = None
     damping_retries: int = 3  # a failed solve after a long warm-up retries at 10x damping, not crash
+    cg_max_iterations: int = 200
+    lissa_scale: float = 10.0
+    lissa_depth: int = 1000
+    lissa_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         parse_policy(self.policy)
@@ -65,7 +69,8 @@ class InstanceOptions:
     def solver_options(self, seed: int = 0) -> SolverOptions:
         """The influence solver settings these options describe."""
         return SolverOptions(solver=self.solver, damping=self.damping, damping_retries=self.damping_retries,
-                             seed=seed)
+                             cg_max_iterations=self.cg_max_iterations, lissa_scale=self.lissa_scale,
+                             lissa_depth=self.lissa_depth, lissa_batch_size=self.lissa_batch_size, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -229,7 +234,8 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
                         verbose=verbose, prefix="warmup-")
     influence = compute_influence(
         model, train, val, InfluenceConfig(scope=options.scope, batch_size=max(config.batch_size, 64),
-                                           solver=options.solver_options(seed=config.seed)), verbose=verbose)
+                                           solver=options.solver_options(seed=config.seed), cache_dir=str(run_dir)),
+        verbose=verbose)
     start_weights = source_weights if options.start == "source" else model.get_weights()
     refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
     refit_config = replace(config, epochs=options.refit_epochs or config.epochs)

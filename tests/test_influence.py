@@ -11,8 +11,15 @@ from sklearn.metrics import roc_auc_score
 from keras_itl.backbones import build_model
 from keras_itl.datasets import Split
 from keras_itl.errors import UserError
-from keras_itl.influence import InfluenceConfig, SolverError, SolverOptions, compute_influence, select_scope
+from keras_itl.influence import (
+    InfluenceConfig,
+    SolverError,
+    SolverOptions,
+    compute_influence,
+    select_scope,
+)
 from keras_itl.influence.derivatives import LossDerivatives
+from keras_itl.influence.features import image_examples
 from keras_itl.influence.loo import check_leave_one_out
 from keras_itl.influence.solvers import solve, solve_cg, solve_exact
 from keras_itl.training import TrainConfig, make_strategy, train_model
@@ -111,11 +118,12 @@ def test_jvp_scores_equal_per_example_gradient_dot_products():
     scope = select_scope(model, "all")
     derivatives = LossDerivatives(model, scope, batch_size=5)
     direction = tf.random.stateless_normal([scope.num_parameters], seed=[1, 2])
+    examples = image_examples(model, split)
     _, jvp_scores, _ = (np.concatenate(parts) for parts in
-                        zip(*derivatives.directional_derivatives(derivatives.batches(split), direction)))
+                        zip(*derivatives.directional_derivatives(examples, direction)))
     explicit = []
     for i in range(len(split)):
-        images, labels = next(iter(derivatives.batches(split.subset([i]))))
+        images, labels = next(iter(examples.subset([i]).batches(1)))
         with tf.GradientTape() as tape:
             loss = keras.losses.sparse_categorical_crossentropy(labels, model(images, training=False))[0]
         explicit.append(float(tf.reduce_sum(scope.flatten(tape.gradient(loss, scope.tf_variables)) * direction)))

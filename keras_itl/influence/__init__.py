@@ -1,4 +1,5 @@
 """Influence of each training instance on the validation loss, by inverse-Hessian-vector products."""
+from keras_itl.influence.features import FeatureSet, FrozenFeatures, frozen_features
 from keras_itl.influence.scope import SCOPE_HELP, Scope, select_scope
 from keras_itl.influence.scores import (
     CSV_COLUMNS,
@@ -6,10 +7,32 @@ from keras_itl.influence.scores import (
     InfluenceResult,
     InfluenceTable,
     compute_influence,
+    prepare_features,
 )
-from keras_itl.influence.solvers import EXACT_MAX_PARAMETERS, SOLVERS, SolverError, SolverOptions, SolverReport
+from keras_itl.influence.solvers import (
+    EXACT_MAX_PARAMETERS,
+    SOLVERS,
+    SolverError,
+    SolverOptions,
+    SolverReport,
+)
 
 __all__ = [
-    "CSV_COLUMNS", "EXACT_MAX_PARAMETERS", "InfluenceConfig", "InfluenceResult", "InfluenceTable", "SCOPE_HELP",
-    "SOLVERS", "Scope", "SolverError", "SolverOptions", "SolverReport", "compute_influence", "select_scope",
+    "CSV_COLUMNS",
+    "EXACT_MAX_PARAMETERS",
+    "SCOPE_HELP",
+    "SOLVERS",
+    "FeatureSet",
+    "FrozenFeatures",
+    "InfluenceConfig",
+    "InfluenceResult",
+    "InfluenceTable",
+    "Scope",
+    "SolverError",
+    "SolverOptions",
+    "SolverReport",
+    "compute_influence",
+    "frozen_features",
+    "prepare_features",
+    "select_scope",
 ]

@@ -6,13 +6,16 @@ Hessian-vector products) on the objective the influence estimate linearises:
 
     (1/n) * sum_{j != i} loss_j(theta) + (damping/2) * ||theta - theta_trained||^2
 
+with the damping the influence solve actually used. For ``head``/``top:K`` every refit runs on the
+frozen part's cached activations.
+
 A baseline refit with nothing removed goes through the same steps, so the measured change
 ``val_loss(refit without i) - val_loss(baseline refit)`` is not polluted by the trained weights
 being slightly off the optimum.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import keras
 import numpy as np
@@ -22,8 +25,13 @@ from scipy import stats
 from keras_itl.datasets import Split
 from keras_itl.errors import UserError
 from keras_itl.influence.derivatives import LossDerivatives
-from keras_itl.influence.scope import Scope, select_scope
-from keras_itl.influence.scores import InfluenceConfig, InfluenceResult
+from keras_itl.influence.features import Examples, FrozenFeatures
+from keras_itl.influence.scope import Scope
+from keras_itl.influence.scores import (
+    InfluenceConfig,
+    InfluenceResult,
+    prepare_features,
+)
 from keras_itl.influence.solvers import solve_cg
 
 
@@ -37,6 +45,7 @@ class LooReport:
     pearson: float
     spearman: float
     newton_steps: int
+    damping: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,41 +56,45 @@ def _assign(scope: Scope, vector: tf.Tensor) -> None:
         variable.assign(part)
 
 
-def _refit(derivatives: LossDerivatives, train: Split, removed: Split | None, anchor: tf.Tensor,
-           config: InfluenceConfig, steps: int) -> None:
+def _refit(derivatives: LossDerivatives, train: Examples, removed: Examples | None, anchor: tf.Tensor,
+           damping: float, config: InfluenceConfig, steps: int) -> None:
     """Damped Newton on the scope's parameters, starting (and anchored) at ``anchor``."""
-    scope, damping = derivatives.scope, config.solver.damping
-    batches, count = derivatives.batches(train), len(train)
-    removed_batches = derivatives.batches(removed) if removed is not None else None
     theta = anchor
     for _ in range(steps):
-        gradient, _ = derivatives.mean_gradient(batches, count)
-        if removed_batches is not None:
-            gradient -= derivatives.mean_gradient(removed_batches, 1)[0] / count
+        gradient, _ = derivatives.mean_gradient(train)
+        if removed is not None:
+            gradient -= derivatives.mean_gradient(removed)[0] / len(train)
         gradient += damping * (theta - anchor)
 
         def damped_product(vector: tf.Tensor) -> tf.Tensor:
-            return derivatives.hvp(batches, count, vector) + damping * vector
+            return derivatives.hvp(train, vector) + damping * vector
 
         step, _, _ = solve_cg(damped_product, gradient, config.solver.cg_tolerance, config.solver.cg_max_iterations)
         theta = theta - step
-        _assign(scope, theta)
+        _assign(derivatives.scope, theta)
 
 
 def check_leave_one_out(model: keras.Model, train: Split, val: Split, result: InfluenceResult, k: int,
-                        config: InfluenceConfig = InfluenceConfig(), *, newton_steps: int = 3,
-                        verbose: bool = True) -> LooReport:
-    """Retrain without each of the ``k`` instances of largest |predicted delta| and correlate the changes."""
+                        config: InfluenceConfig = InfluenceConfig(), *, features: FrozenFeatures | None = None,
+                        newton_steps: int = 3, verbose: bool = True) -> LooReport:
+    """Retrain without each of the ``k`` instances of largest |predicted delta| and correlate the changes.
+
+    The refits use the damping the influence solve actually used (after any retries) and run on
+    ``features`` (the frozen part's activations; computed here when not given).
+    """
     if not 2 <= k <= len(train):
         raise UserError(f"--check-loo needs 2 <= K <= {len(train)} training instances, got {k}")
-    scope = select_scope(model, result.scope)
-    derivatives = LossDerivatives(model, scope, config.batch_size)
-    val_batches = derivatives.batches(val)
+    if features is None:
+        features = prepare_features(model, train, val, replace(config, scope=result.scope))
+    scope = features.scope
+    derivatives = features.derivatives(config.batch_size)
+    train_examples, val_examples = features.splits["train"], features.splits["val"]
+    damping = result.solver.damping
     anchor = scope.flatten([v.value for v in scope.variables])
 
-    def val_loss_after(removed: Split | None) -> float:
-        _refit(derivatives, train, removed, anchor, config, newton_steps)
-        loss = derivatives.mean_gradient(val_batches, len(val))[1]
+    def val_loss_after(removed: Examples | None) -> float:
+        _refit(derivatives, train_examples, removed, anchor, damping, config, newton_steps)
+        loss = derivatives.mean_gradient(val_examples)[1]
         _assign(scope, anchor)
         return loss
 
@@ -90,7 +103,7 @@ def check_leave_one_out(model: keras.Model, train: Split, val: Split, result: In
         chosen = np.argsort(-np.abs(result.table.predicted_delta_val_loss), kind="stable")[:k]
         actual = []
         for number, index in enumerate(chosen, start=1):
-            actual.append(val_loss_after(train.subset([index])) - baseline)
+            actual.append(val_loss_after(train_examples.subset([index])) - baseline)
             if verbose:
                 print(f"leave-one-out: {number}/{k} retrained", flush=True)
     finally:
@@ -98,4 +111,5 @@ def check_leave_one_out(model: keras.Model, train: Split, val: Split, result: In
     predicted = result.table.predicted_delta_val_loss[chosen]
     return LooReport(ids=[str(train.ids[i]) for i in chosen], predicted=[float(p) for p in predicted],
                      actual=[float(a) for a in actual], pearson=float(stats.pearsonr(predicted, actual)[0]),
-                     spearman=float(stats.spearmanr(predicted, actual)[0]), newton_steps=newton_steps)
+                     spearman=float(stats.spearmanr(predicted, actual)[0]), newton_steps=newton_steps,
+                     damping=damping)

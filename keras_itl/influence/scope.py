@@ -80,3 +80,9 @@ def select_scope(model: keras.Model, spec: str = "head") -> Scope:
     if not variables:
         raise UserError(f"scope {spec!r} selects no trainable weights of {model.name}")
     return Scope(spec, tuple(variables))
+
+
+def scoped_layers(model: keras.Model, scope: Scope) -> list[keras.layers.Layer]:
+    """The leaf layers of ``model`` that own at least one of the scope's variables, in forward order."""
+    owned = {id(variable) for variable in scope.variables}
+    return [layer for layer in _weighted_layers(model) if any(id(w) in owned for w in layer.trainable_weights)]

@@ -8,7 +8,8 @@ For training instance i of n, with s = (H + damping*I)^-1 g_val solved once:
 ``predicted_delta_val_loss`` is the first-order change in the mean validation loss if instance i
 alone is removed from training (weight 1/n): NEGATIVE means removing it is predicted to LOWER the
 validation loss, i.e. the instance is harmful. Per-example gradients are never formed, so memory
-holds only a few numbers per training instance.
+holds only a few numbers per training instance (plus, for ``head``/``top:K``, the frozen part's
+activations, computed once and shared by every pass).
 """
 from __future__ import annotations
 
@@ -24,8 +25,13 @@ import tensorflow as tf
 from keras_itl.datasets import Split
 from keras_itl.errors import UserError
 from keras_itl.influence.derivatives import LossDerivatives
-from keras_itl.influence.scope import select_scope
+from keras_itl.influence.features import (
+    DEFAULT_MEMORY_LIMIT_MB,
+    FrozenFeatures,
+    frozen_features,
+)
 from keras_itl.influence.solvers import SolverOptions, SolverReport, solve
+from keras_itl.influence.store import load_solution, save_solution, solution_key
 
 CSV_COLUMNS = ("id", "label", "predicted_label", "loss", "score", "predicted_delta_val_loss", "dropped")
 
@@ -66,7 +72,7 @@ class InfluenceTable:
 
 @dataclass
 class InfluenceResult:
-    """The table plus everything needed to judge it: scope, solver diagnostics, timings."""
+    """The table plus everything needed to judge it: scope, where the model was cut, solver diagnostics, timings."""
 
     table: InfluenceTable
     scope: str
@@ -74,23 +80,30 @@ class InfluenceResult:
     val_loss: float
     solver: SolverReport
     timings: dict[str, float] = field(default_factory=dict)
+    frozen: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """JSON-serialisable diagnostics (without the per-instance table)."""
         deltas = self.table.predicted_delta_val_loss
         return {"scope": self.scope, "num_parameters": self.num_parameters, "val_loss": self.val_loss,
                 "num_train": len(self.table), "num_harmful": int(np.sum(deltas < 0)),
-                "solver": self.solver.to_dict(), "timings": self.timings}
+                "solver": self.solver.to_dict(), "frozen_part": self.frozen, "timings": self.timings}
 
 
 @dataclass(frozen=True)
 class InfluenceConfig:
-    """Scope, solver and batching of an influence run."""
+    """Scope, solver and batching of an influence run, and where cached activations may go.
+
+    The frozen part's activations stay in memory up to ``memory_limit_mb`` (all splits together);
+    beyond that they are memory-mapped under ``cache_dir`` (default: the system's temporary directory).
+    """
 
     scope: str = "head"
     solver: SolverOptions = SolverOptions()
     batch_size: int = 64
     hessian_max_examples: int | None = None
+    cache_dir: str | None = None
+    memory_limit_mb: float = DEFAULT_MEMORY_LIMIT_MB
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,53 +120,94 @@ def _progress(label: str, verbose: bool):
     return report
 
 
-def compute_influence(model: keras.Model, train: Split, val: Split, config: InfluenceConfig = InfluenceConfig(),
-                      *, verbose: bool = True) -> InfluenceResult:
-    """Score every training instance by its predicted effect on the mean validation loss."""
+def prepare_features(model: keras.Model, train: Split, val: Split, config: InfluenceConfig,
+                     verbose: bool = False) -> FrozenFeatures:
+    """The frozen part's activations for train and val under ``config`` (computed once; see features.py)."""
     if len(val) == 0:
         raise UserError("the validation split is empty: influence needs validation data (raise --val-fraction)")
     if len(train) == 0:
         raise UserError("the training split is empty")
-    scope = select_scope(model, config.scope)
-    derivatives = LossDerivatives(model, scope, config.batch_size)
-    timings: dict[str, float] = {}
+    features = frozen_features(model, config.scope, {"train": train, "val": val}, batch_size=config.batch_size,
+                               cache_dir=config.cache_dir, memory_limit_mb=config.memory_limit_mb)
+    if verbose and features.cut.frozen is not None:
+        described = features.describe()
+        print(f"influence: frozen part up to '{described['after_layer']}' computed once for {len(train) + len(val)} "
+              f"examples ({described['megabytes']:.1f} MB in {described['storage']}, {features.seconds:.1f}s)",
+              flush=True)
+    return features
 
-    started = time.perf_counter()
-    val_gradient, val_loss = derivatives.mean_gradient(derivatives.batches(val), len(val))
-    timings["val_gradient"] = time.perf_counter() - started
 
-    hessian_split = train
-    if config.hessian_max_examples and config.hessian_max_examples < len(train):
+def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient: tf.Tensor,
+           config: InfluenceConfig, verbose: bool) -> tuple[tf.Tensor, SolverReport]:
+    """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them)."""
+    hessian_examples = features.splits["train"]
+    if config.hessian_max_examples and config.hessian_max_examples < len(hessian_examples):
         rng = np.random.default_rng(config.solver.seed)
-        hessian_split = train.subset(np.sort(rng.choice(len(train), config.hessian_max_examples, replace=False)))
-    hessian_batches = derivatives.batches(hessian_split)
+        chosen = np.sort(rng.choice(len(hessian_examples), config.hessian_max_examples, replace=False))
+        hessian_examples = hessian_examples.subset(chosen)
 
     def hessian_product(vector: tf.Tensor) -> tf.Tensor:
-        return derivatives.hvp(hessian_batches, len(hessian_split), vector)
+        return derivatives.hvp(hessian_examples, vector)
 
     def sampled_product(vector: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
         size = config.solver.lissa_batch_size
-        if not size or size >= len(hessian_split):
+        if not size or size >= len(hessian_examples):
             return hessian_product(vector)
-        sample = hessian_split.subset(np.sort(rng.choice(len(hessian_split), size, replace=False)))
-        return derivatives.hvp(derivatives.batches(sample), size, vector)
+        return derivatives.hvp(hessian_examples.subset(np.sort(rng.choice(len(hessian_examples), size,
+                                                                          replace=False))), vector)
+
+    return solve(config.solver, val_gradient, hessian_product, sampled_product,
+                 lambda: derivatives.hessian(hessian_examples), features.scope.num_parameters,
+                 _progress(config.solver.solver, verbose),
+                 notify=(lambda message: print(f"influence: {message}", flush=True)) if verbose else None)
+
+
+def compute_influence(model: keras.Model, train: Split, val: Split, config: InfluenceConfig = InfluenceConfig(),
+                      *, features: FrozenFeatures | None = None, solution_path: str | os.PathLike | None = None,
+                      verbose: bool = True) -> InfluenceResult:
+    """Score every training instance by its predicted effect on the mean validation loss.
+
+    ``features`` are the frozen part's activations from ``prepare_features`` (computed here when
+    not given). With ``solution_path``, a saved s solved for this very model, scope, solver
+    settings and data is reused instead of solving again, and a new solve is saved there.
+    """
+    if features is None:
+        features = prepare_features(model, train, val, config, verbose)
+    elif features.scope.name != config.scope:
+        raise ValueError(f"features were computed for scope {features.scope.name!r}, not {config.scope!r}")
+    scope = features.scope
+    derivatives = features.derivatives(config.batch_size)
+    timings: dict[str, float] = {"features": features.seconds}
 
     started = time.perf_counter()
-    solution, report = solve(config.solver, val_gradient, hessian_product, sampled_product,
-                             lambda: derivatives.hessian(hessian_batches, len(hessian_split)),
-                             scope.num_parameters, _progress(config.solver.solver, verbose),
-                             notify=(lambda message: print(f"influence: {message}", flush=True)) if verbose else None)
+    val_gradient, val_loss = derivatives.mean_gradient(features.splits["val"])
+    timings["val_gradient"] = time.perf_counter() - started
+    if float(tf.norm(val_gradient)) == 0.0:
+        raise UserError(f"the validation loss has zero gradient over the {scope.name} scope (validation loss "
+                        f"{val_loss:.3g}): every influence would be 0; use a wider --scope or other validation data")
+
+    started = time.perf_counter()
+    key = stored = None
+    if solution_path is not None:
+        key = solution_key(model, scope.name, config.solver, config.hessian_max_examples, train, val)
+        stored = load_solution(solution_path, key)
+    if stored is not None:
+        solution, report = stored
+    else:
+        solution, report = _solve(features, derivatives, val_gradient, config, verbose)
+        if key is not None:
+            save_solution(solution_path, solution, report, key)
     timings["solve"] = time.perf_counter() - started
     if verbose:
-        print(f"influence: {report.solver} solve on {scope.num_parameters} parameters ({scope.name} scope): "
-              f"{report.iterations} iterations, damping {report.damping:g}, relative residual {report.residual:.2g}, "
-              f"{report.seconds:.1f}s",
+        how = "reused the saved" if report.reused else f"{report.iterations} iterations of the"
+        print(f"influence: {how} {report.solver} solve on {scope.num_parameters} parameters ({scope.name} scope): "
+              f"damping {report.damping:g}, relative residual {report.residual:.2g}, {timings['solve']:.1f}s",
               flush=True)
 
     started = time.perf_counter()
     losses, scores, predicted = [], [], []
     for batch_losses, batch_scores, batch_predicted in derivatives.directional_derivatives(
-            derivatives.batches(train), solution):
+            features.splits["train"], solution):
         losses.append(batch_losses)
         scores.append(batch_scores)
         predicted.append(batch_predicted)
@@ -163,4 +217,4 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
                            predicted_labels=np.concatenate(predicted), losses=np.concatenate(losses).astype(np.float64),
                            scores=score_array, predicted_delta_val_loss=score_array / len(train))
     return InfluenceResult(table=table, scope=scope.name, num_parameters=scope.num_parameters, val_loss=val_loss,
-                           solver=report, timings=timings)
+                           solver=report, timings=timings, frozen=features.describe())

@@ -3,7 +3,9 @@
 - ``exact``: form H densely and solve; refused above ``EXACT_MAX_PARAMETERS``.
 - ``cg``: conjugate gradient on Hessian-vector products; stops on a relative-residual tolerance.
 - ``lissa``: Koh & Liang's stochastic recursion h <- v + h - (H_j + damping*I) h / scale, whose
-  fixed point is scale * (H + damping*I)^-1 v; H_j is the Hessian on a random minibatch.
+  fixed point is scale * (H + damping*I)^-1 v; H_j is the Hessian on a random minibatch. A result
+  whose residual exceeds ``lissa_tolerance`` is a failure (retried with more damping when allowed),
+  never returned silently.
 
 A Hessian plus damping that is not positive definite (CG meets curvature <= 0, exact finds an
 eigenvalue <= 0, LiSSA blows up) is an error, never a silently wrong answer - unless the caller
@@ -45,6 +47,7 @@ class SolverReport:
     seconds: float
     min_eigenvalue: float | None = None
     requested_damping: float | None = None  # set when retries raised the damping above the requested one
+    reused: bool = False  # loaded from a saved solution instead of solved
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +65,7 @@ class SolverOptions:
     lissa_depth: int = 1000
     lissa_repeats: int = 1
     lissa_batch_size: int | None = None
+    lissa_tolerance: float = 1e-2
     seed: int = 0
     damping_retries: int = 0
 
@@ -72,8 +76,10 @@ class SolverOptions:
             raise UserError(f"damping must be >= 0, got {self.damping}")
         if self.cg_tolerance <= 0 or self.cg_max_iterations <= 0:
             raise UserError("cg tolerance and max iterations must be positive")
-        if self.lissa_scale <= 0 or self.lissa_depth <= 0 or self.lissa_repeats <= 0:
-            raise UserError("lissa scale, depth and repeats must be positive")
+        if self.lissa_scale <= 0 or self.lissa_depth <= 0 or self.lissa_repeats <= 0 or self.lissa_tolerance <= 0:
+            raise UserError("lissa scale, depth, repeats and tolerance must be positive")
+        if self.lissa_batch_size is not None and self.lissa_batch_size <= 0:
+            raise UserError(f"lissa batch size must be positive, got {self.lissa_batch_size}")
         if self.damping_retries < 0:
             raise UserError(f"damping retries must be >= 0, got {self.damping_retries}")
 
@@ -199,6 +205,10 @@ def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: Hess
         iterations = options.lissa_depth * options.lissa_repeats
     residual = _relative_residual(damped_product, solution, target)
     converged = residual < max(options.cg_tolerance * 10, 1e-3)
+    if options.solver == "lissa" and residual > options.lissa_tolerance:
+        raise SolverError(f"lissa did not converge: relative residual {residual:.3g} > {options.lissa_tolerance:g} "
+                          f"after {iterations} steps; raise --lissa-depth, --lissa-batch-size or --damping, or use "
+                          "--solver cg")
     report = SolverReport(solver=options.solver, damping=options.damping, iterations=iterations,
                           residual=residual, converged=converged, seconds=time.perf_counter() - started,
                           min_eigenvalue=smallest)
