@@ -32,8 +32,11 @@ from keras_itl.transfer import InstanceOptions, TransferConfig, TransferResult, 
 def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None) -> list[TransferConfig]:
     """One config per (arch, seed, method, policy), in run order; ``overrides`` replaces TransferConfig fields.
 
-    ``instance`` runs once per policy in ``preset.instance_policies``; the other methods once.
+    ``instance`` runs once per policy in ``preset.instance_policies``; the other methods once. An
+    ``instance`` override (InstanceOptions) sets every instance setting but the policy, which is the row's.
     """
+    overrides = dict(overrides or {})
+    instance = overrides.pop("instance", InstanceOptions())
     configs = []
     for arch in preset.archs:
         for seed in range(seeds):
@@ -47,8 +50,8 @@ def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None
                     noise_kind=preset.noise_kind, imbalance=preset.imbalance)
                 policies = preset.instance_policies if method == "instance" else (None,)
                 for policy in policies:
-                    chosen = config if policy is None else replace(config, instance=InstanceOptions(policy=policy))
-                    configs.append(replace(chosen, **(overrides or {})))
+                    chosen = config if policy is None else replace(config, instance=replace(instance, policy=policy))
+                    configs.append(replace(chosen, **overrides))
     return configs
 
 
