@@ -79,7 +79,7 @@ def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tmp_pat
     for row in saved["rows"][2:]:  # every instance row: the dropped set and the ranking against the flips
         detection = row["noise_detection"]
         assert detection["flipped_mean"] == 12 and 0.0 <= detection["roc_auc_mean"] <= 1.0
-    assert saved["rows"][5]["dropped_mean"] == 12  # random:0.2 of 60
+    assert 0 < saved["rows"][5]["dropped_mean"] <= 12  # random:0.2 of 60, less where a class floor bit
     table = (tmp_path / "out" / "results.md").read_text()
     assert "precision | recall | ROC AUC |" in table
     assert all(f"| small-cnn | {m} |" in table for m in rows)
