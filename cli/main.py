@@ -94,7 +94,7 @@ def main() -> None:
 @click.option("--auto-judge", type=click.Choice(["head", "full"]), default="head", show_default=True,
               help="--policy auto: judge each candidate by a head-only refit on cached backbone features (cheap) "
               "or by a full fine-tune (slow); only the winner is fully refit either way.")
-@click.option("--auto-margin", type=float, default=0.02, show_default=True,
+@click.option("--auto-margin", type=float, default=0.05, show_default=True,
               help="--policy auto: keep the fewest drops among candidates within this relative margin of the "
               "lowest validation loss, so tiny differences do not decide.")
 @influence_options

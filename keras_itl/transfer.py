@@ -58,7 +58,7 @@ class InstanceOptions:
     refit_epochs: int | None = None
     damping_retries: int = 3  # a failed solve after a long warm-up retries at 10x damping, not crash
     judge: str = "head"  # how auto measures a candidate: head-only refit on cached features, or full refit
-    auto_margin: float = 0.02  # auto keeps the fewest drops within this relative margin of the lowest loss
+    auto_margin: float = 0.05  # auto keeps the fewest drops within this relative margin of the lowest loss
 
     def __post_init__(self) -> None:
         parse_policy(self.policy)

@@ -44,8 +44,8 @@ def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_
     assert summary["num_harmful"] == sum(float(r["predicted_delta_val_loss"]) < 0 for r in rows)
     candidates = selection["candidates"]
     assert candidates[0]["name"] == "none"
-    lowest = min(c["val_loss"] for c in candidates)  # auto: the fewest drops within 2% of the lowest loss
-    close = [c for c in candidates if c["val_loss"] <= lowest * 1.02]
+    lowest = min(c["val_loss"] for c in candidates)  # auto: the fewest drops within 5% of the lowest loss
+    close = [c for c in candidates if c["val_loss"] <= lowest * 1.05]
     assert selection["chosen"] == min(close, key=lambda c: (len(c["drop_ids"]), c["val_loss"]))["name"]
     noise = summary["label_noise_detection"]
     assert noise["flipped"] == 24 and noise["dropped"] == len(dropped_rows) and 0 <= noise["roc_auc"] <= 1
