@@ -21,12 +21,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_itl.export import export_model, run_metadata
 from keras_itl.determinism import make_deterministic
+from keras_itl.export import export_model, run_metadata
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import METHOD_ORDER, Preset
 from keras_itl.selection import parse_policy
-from keras_itl.transfer import InstanceOptions, TransferConfig, TransferResult, run_transfer
+from keras_itl.transfer import (
+    InstanceOptions,
+    TransferConfig,
+    TransferResult,
+    run_transfer,
+)
 
 
 def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None) -> list[TransferConfig]:
@@ -188,9 +193,9 @@ def results_markdown(preset: Preset, rows: list[dict], seeds: int) -> str:
         header += " paper's error % |"
         rule += "---|"
     lines = [f"# {preset.name}: {preset.description}", "",
-             f"{seeds} seed(s); identical splits, seeds and budgets for every method. Test errors per seed are "
-             "in results.json. Precision and recall are the dropped set's, ROC AUC the ranking's, against the "
-             "deliberately flipped training labels.", "", header, rule]
+             (f"{seeds} seed(s); identical splits, seeds and budgets for every method. Test errors per seed are "
+              "in results.json. Precision and recall are the dropped set's, ROC AUC the ranking's, against the "
+              "deliberately flipped training labels."), "", header, rule]
     for row in rows:
         line = (f"| {row['arch']} | {row['method']} | {row['test_error_mean']:.2f} ± {row['test_error_std']:.2f} | "
                 f"{row['test_loss_mean']:.4f} | {row['dropped_mean']:.1f} | {row['seconds_mean']:.0f} |")

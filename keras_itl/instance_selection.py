@@ -17,11 +17,22 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_itl.baselines import Ranking, cleanlab_ranking, loss_ranking, random_ranking, ranking_auc
+from keras_itl.baselines import (
+    Ranking,
+    cleanlab_ranking,
+    loss_ranking,
+    random_ranking,
+    ranking_auc,
+)
 from keras_itl.datasets import Split
 from keras_itl.evaluation import evaluate_model, predict_probabilities
 from keras_itl.head_refit import head_val_loss, selection_backbone_features
-from keras_itl.influence import InfluenceConfig, InfluenceResult, SolverOptions, compute_influence
+from keras_itl.influence import (
+    InfluenceConfig,
+    InfluenceResult,
+    SolverOptions,
+    compute_influence,
+)
 from keras_itl.influence_report import noise_detection, write_influence_report
 from keras_itl.selection import Policy, SelectionResult, parse_policy
 from keras_itl.validation_parts import DESIGN

@@ -310,8 +310,8 @@ def _propose(policy: Policy | None, order: np.ndarray, eligible: np.ndarray) -> 
     wanted = math.floor(_scaled(policy.fraction, len(order)) + Fraction(1, 2))
     if len(candidates) >= wanted:
         return candidates[:wanted], []
-    return candidates, [f"{policy} asked for {wanted} instances but there are only {_harmful(len(candidates))}; "
-                        f"instances predicted to help are never dropped"]
+    return candidates, [(f"{policy} asked for {wanted} instances but there are only {_harmful(len(candidates))}; "
+                         f"instances predicted to help are never dropped")]
 
 
 def _harmful(count: int) -> str:

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_itl.baselines import cleanlab_ranking, loss_ranking, random_ranking, ranking_auc
+from keras_itl.baselines import (
+    cleanlab_ranking,
+    loss_ranking,
+    random_ranking,
+    ranking_auc,
+)
 from keras_itl.datasets import load_dataset
 from keras_itl.datasets.containers import Split
 from keras_itl.datasets.sampling import flip_labels
