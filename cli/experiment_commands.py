@@ -16,6 +16,9 @@ from keras_itl.presets import PRESETS
 @click.option("--source", default=None, help="Override the preset's source (imagenet, dataset spec or .keras).")
 @click.option("--target", default=None, help="Override the preset's target dataset spec.")
 @click.option("--arch", default=None, help="Run only this architecture instead of the preset's.")
+@click.option("--policies", default=None, metavar="POLICY[,POLICY...]",
+              help="Instance-method rows to run, one per selection policy (e.g. auto,loss:0.2,cleanlab,random:0.2). "
+              "[default: the preset's; the digits presets run influence and every baseline]")
 @click.option("--seeds", type=int, default=1, show_default=True, callback=positive,
               help="Seeds 0..N-1 per method; the table gives mean ± std over them.")
 @click.option("--weights", default=None, help="Local ImageNet weights file for ImageNet presets ('random' skips "
@@ -28,7 +31,7 @@ from keras_itl.presets import PRESETS
 @click.option("--resume", is_flag=True, help="Continue an interrupted experiment in --output.")
 @click.option("--dry-run", is_flag=True, help="Print the train command of every run and exit.")
 @user_errors
-def experiment(preset, source, target, arch, seeds, weights, data_dir, output, export_base, resume, dry_run) -> None:
+def experiment(preset, source, target, arch, policies, seeds, weights, data_dir, output, export_base, resume, dry_run) -> None:
     """Run scratch, model-based and instance-based transfer on identical splits and budgets; print the table."""
     from keras_itl.experiment import experiment_configs, results_markdown, run_dir_for, run_experiment, train_command
     from keras_itl.presets import get_preset
@@ -36,6 +39,10 @@ def experiment(preset, source, target, arch, seeds, weights, data_dir, output, e
     chosen = get_preset(preset)
     chosen = replace(chosen, source=source or chosen.source, target=target or chosen.target,
                      archs=(arch,) if arch else chosen.archs)
+    if policies:
+        from keras_itl.selection import parse_policy
+
+        chosen = replace(chosen, instance_policies=tuple(str(parse_policy(p)) for p in policies.split(",")))
     overrides = {key: value for key, value in (("weights", weights), ("data_dir", data_dir)) if value is not None}
     output = Path(output or Path("runs") / f"experiment-{chosen.name}")
     if dry_run:

@@ -74,6 +74,9 @@ def main() -> None:
               help="Make CLASS (index or name) this fraction of the training split, e.g. 0:0.9.")
 @click.option("--label-noise", type=float, default=0.0, show_default=True,
               help="Fraction of training labels flipped (seeded; the flipped ids are recorded).")
+@click.option("--noise-kind", type=click.Choice(["symmetric", "pair"]), default="symmetric", show_default=True,
+              help="How --label-noise flips a label: symmetric to a uniformly random other class; pair from "
+              "class c to c+1 mod K (structured noise).")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Run directory for checkpoints, logs, history, metrics, plots and model.keras. "
               "[default: runs/<arch>-<source>-to-<target>-<method>]")
@@ -86,9 +89,18 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run as N local worker processes (MultiWorkerMirroredStrategy over 127.0.0.1, worker 0 the "
               "chief) to try multi-worker training; on a cluster set TF_CONFIG per worker instead (deploy/).")
-@click.option("--policy", default="auto", show_default=True, metavar="sign|fraction:P|auto",
+@click.option("--policy", default="auto", show_default=True,
+              metavar="sign|fraction:P|auto|loss:P|cleanlab|random:P",
               help="--method instance: which instances to drop. sign: every one predicted harmful; fraction:P: "
-              "the P most harmful; auto: refit on candidate drop sets and keep the lowest validation loss.")
+              "the P most harmful; auto: judge candidate drop sets on the selection part of the validation "
+              "data and keep the best. Baselines: loss:P the P highest warm-up losses; cleanlab: confident "
+              "learning's label issues; random:P a random P.")
+@click.option("--auto-judge", type=click.Choice(["head", "full"]), default="head", show_default=True,
+              help="--policy auto: judge each candidate by a head-only refit on cached backbone features (cheap) "
+              "or by a full fine-tune (slow); only the winner is fully refit either way.")
+@click.option("--auto-margin", type=float, default=0.05, show_default=True,
+              help="--policy auto: keep the fewest drops among candidates within this relative margin of the "
+              "lowest validation loss, so tiny differences do not decide.")
 @influence_options
 @click.option("--instance-start", type=click.Choice(["source", "warmup"]), default="source", show_default=True,
               help="--method instance: fine-tune the kept instances from the source weights or continue from "
@@ -99,9 +111,9 @@ def main() -> None:
 @user_errors
 def train(target, source, arch, method, weights, epochs, head_epochs, source_epochs, batch_size, lr,
           fine_tune_lr_factor, fine_tune_layers, optimizer, lr_schedule, patience, image_size, seed, val_fraction,
-          data_dir, max_train_examples, imbalance, label_noise, output, resume, export_name, export_base, quiet,
-          workers, policy, scope, solver, damping, damping_retries, max_drop_fraction, min_class_keep_fraction,
-          instance_start, refit_epochs, **solver_knobs) -> None:
+          data_dir, max_train_examples, imbalance, label_noise, noise_kind, output, resume, export_name, export_base,
+          quiet, workers, policy, auto_judge, auto_margin, scope, solver, damping, damping_retries, max_drop_fraction,
+          min_class_keep_fraction, instance_start, refit_epochs, **solver_knobs) -> None:
     """Train a target model from scratch, by fine-tuning a source network, or instance-based, then test it."""
     if workers > 1:
         _launch_workers(click.get_current_context(), workers)
@@ -118,8 +130,9 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
         learning_rate=lr, fine_tune_lr_factor=fine_tune_lr_factor, fine_tune_layers=fine_tune_layers,
         optimizer=optimizer, lr_schedule=lr_schedule, patience=patience or None, seed=seed or 0,
         val_fraction=0.1 if val_fraction is None else val_fraction, max_train_examples=max_train_examples,
-        imbalance=imbalance, label_noise=label_noise, data_dir=data_dir,
-        instance=InstanceOptions(policy=policy, scope=scope, solver=solver, damping=damping,
+        imbalance=imbalance, label_noise=label_noise, noise_kind=noise_kind, data_dir=data_dir,
+        instance=InstanceOptions(policy=policy, judge=auto_judge, auto_margin=auto_margin, scope=scope,
+                                 solver=solver, damping=damping,
                                  damping_retries=damping_retries,
                                  max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
                                  start=instance_start, refit_epochs=refit_epochs, **solver_knobs))

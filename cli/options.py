@@ -101,7 +101,7 @@ def run_dataset_options(model_path: str, target: str | None, seed: int | None, v
     options = {"seed": run.get("seed", 0) if seed is None else seed,
                "val_fraction": run.get("val_fraction", 0.1) if val_fraction is None else val_fraction,
                "data_dir": data_dir or run.get("data_dir")}
-    for key in ("max_train_examples", "label_noise"):
+    for key in ("max_train_examples", "label_noise", "noise_kind"):
         if run.get(key):
             options[key] = run[key]
     if run.get("imbalance"):

@@ -1,7 +1,9 @@
 """The paper's comparison as one run: scratch, model-based and instance-based transfer side by side.
 
 Every method sees identical splits, seeds and training budgets (one ``TransferConfig`` per arch,
-seed and method, differing only in ``method``). Results are aggregated over seeds into
+seed and method, differing only in ``method``). The instance method runs once per selection policy
+of the preset - influence and the baselines (highest loss, cleanlab, random) - each its own row,
+e.g. ``instance[influence]`` and ``instance[loss]``. Results are aggregated over seeds into
 ``results.json`` and ``results.md``; the model with the lowest *validation* loss (never test) is
 exported for TF Serving.
 """
@@ -19,14 +21,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_itl.determinism import make_deterministic
 from keras_itl.export import export_model, run_metadata
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import METHOD_ORDER, Preset
-from keras_itl.transfer import TransferConfig, TransferResult, run_transfer
+from keras_itl.selection import parse_policy
+from keras_itl.transfer import (
+    InstanceOptions,
+    TransferConfig,
+    TransferResult,
+    run_transfer,
+)
 
 
 def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None) -> list[TransferConfig]:
-    """One config per (arch, seed, method), in run order; ``overrides`` replaces TransferConfig fields."""
+    """One config per (arch, seed, method, policy), in run order; ``overrides`` replaces TransferConfig fields.
+
+    ``instance`` runs once per policy in ``preset.instance_policies``; the other methods once. An
+    ``instance`` override (InstanceOptions) sets every instance setting but the policy, which is the row's.
+    """
+    overrides = dict(overrides or {})
+    instance = overrides.pop("instance", InstanceOptions())
     configs = []
     for arch in preset.archs:
         for seed in range(seeds):
@@ -36,10 +51,20 @@ def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None
                     image_size=preset.image_size, epochs=preset.epochs, head_epochs=preset.head_epochs,
                     source_epochs=preset.source_epochs, batch_size=preset.batch_size,
                     learning_rate=preset.learning_rate, fine_tune_lr_factor=preset.fine_tune_lr_factor, seed=seed,
-                    max_train_examples=preset.max_train_examples,
-                    label_noise=preset.label_noise, imbalance=preset.imbalance)
-                configs.append(replace(config, **(overrides or {})))
+                    max_train_examples=preset.max_train_examples, label_noise=preset.label_noise,
+                    noise_kind=preset.noise_kind, imbalance=preset.imbalance)
+                policies = preset.instance_policies if method == "instance" else (None,)
+                for policy in policies:
+                    chosen = config if policy is None else replace(config, instance=replace(instance, policy=policy))
+                    configs.append(replace(chosen, **overrides))
     return configs
+
+
+def row_label(config: TransferConfig) -> str:
+    """The table row of a run: the method, or ``instance[<policy family>]`` for the instance method."""
+    if config.method != "instance":
+        return config.method
+    return f"instance[{parse_policy(config.instance.policy).family}]"
 
 
 def train_command(config: TransferConfig, output: Path) -> str:
@@ -49,18 +74,22 @@ def train_command(config: TransferConfig, output: Path) -> str:
              "weights": "--weights", "image_size": "--image-size", "epochs": "--epochs",
              "head_epochs": "--head-epochs", "source_epochs": "--source-epochs", "batch_size": "--batch-size",
              "learning_rate": "--lr", "fine_tune_lr_factor": "--fine-tune-lr-factor", "seed": "--seed",
-             "max_train_examples": "--max-train-examples",
-             "label_noise": "--label-noise", "imbalance": "--imbalance", "data_dir": "--data-dir"}
+             "max_train_examples": "--max-train-examples", "label_noise": "--label-noise",
+             "noise_kind": "--noise-kind", "imbalance": "--imbalance", "data_dir": "--data-dir"}
     parts = ["keras-itl", "train"]
     for name, flag in flags.items():
         value = getattr(config, name)
         if name in ("source", "target", "arch", "method") or (value is not None and value != getattr(defaults, name)):
             parts += [flag, str(value)]
+    if config.method == "instance":
+        parts += ["--policy", config.instance.policy]
     return shlex.join(parts + ["--output", str(output)])
 
 
 def run_dir_for(output_dir: Path, config: TransferConfig) -> Path:
-    return output_dir / "runs" / f"{config.arch}-seed{config.seed}-{config.method}"
+    """runs/<arch>-seed<N>-<method>, with the policy family for the instance method (instance-loss, ...)."""
+    label = row_label(config).replace("[", "-").rstrip("]")
+    return output_dir / "runs" / f"{config.arch}-seed{config.seed}-{label}"
 
 
 @dataclass
@@ -81,14 +110,17 @@ class MethodRun:
 
 
 def _method_run(result: TransferResult) -> MethodRun:
+    """The run's row entry; an instance run's val loss is its ``report`` validation part's (it chose nothing)."""
     final = [p for p in result.phases if not p.name.startswith("warmup-")]
     val_losses = [r["val_loss"] for p in final for r in p.history if "val_loss" in r]
+    val_loss = min(val_losses) if val_losses else float("inf")
     stages = {p.name: p.seconds for p in result.phases}
     if result.influence:
-        stages.update({f"influence-{k}": v for k, v in result.influence["timings"].items()})
-    return MethodRun(arch=result.config.arch, method=result.config.method, seed=result.config.seed,
-                     test_error=result.test.error_rate, test_loss=result.test.loss,
-                     val_loss=min(val_losses) if val_losses else float("inf"), dropped=result.dropped,
+        stages.update({f"selection-{k}": v for k, v in result.influence["timings"].items()})
+        val_loss = result.influence["validation"]["report_loss"]
+    return MethodRun(arch=result.config.arch, method=row_label(result.config), seed=result.config.seed,
+                     test_error=result.test.error_rate, test_loss=result.test.loss, val_loss=val_loss,
+                     dropped=result.dropped,
                      seconds=result.seconds, stage_seconds=stages, run_dir=str(result.output_dir),
                      noise_detection=(result.influence or {}).get("label_noise_detection"))
 
@@ -97,7 +129,7 @@ def summarise(runs: list[MethodRun], preset: Preset) -> list[dict]:
     """Rows of (arch, method): mean ± std over seeds of test error (%), test loss, drops and time."""
     rows = []
     for arch in dict.fromkeys(r.arch for r in runs):
-        for method in METHOD_ORDER:
+        for method in dict.fromkeys(r.method for r in runs):
             group = [r for r in runs if r.arch == arch and r.method == method]
             if not group:
                 continue
@@ -117,14 +149,17 @@ def summarise(runs: list[MethodRun], preset: Preset) -> list[dict]:
 
 
 def _noise_detection_summary(detections: list[dict]) -> dict:
-    """Mean ± std over seeds of the dropped set's precision and recall against the flipped ids."""
+    """Mean ± std over seeds of the dropped set's precision and recall, and the ranking's ROC AUC, vs the flipped ids."""
     summary = {"flipped_mean": float(np.mean([d["flipped"] for d in detections]))}
-    for key in ("precision", "recall"):
-        values = np.array([np.nan if d[key] is None else d[key] for d in detections], dtype=float)
+    for key in _DETECTION_KEYS:
+        values = np.array([np.nan if d.get(key) is None else d[key] for d in detections], dtype=float)
         summary[f"{key}s"] = [None if np.isnan(v) else float(v) for v in values]
         summary[f"{key}_mean"] = float(np.nanmean(values)) if not np.isnan(values).all() else None
         summary[f"{key}_std"] = float(np.nanstd(values, ddof=1)) if np.count_nonzero(~np.isnan(values)) > 1 else 0.0
     return summary
+
+
+_DETECTION_KEYS = ("precision", "recall", "roc_auc")
 
 
 def _noise_detection_lines(rows: list[dict]) -> list[str]:
@@ -135,7 +170,7 @@ def _noise_detection_lines(rows: list[dict]) -> list[str]:
         if not detection:
             continue
         parts = []
-        for key in ("precision", "recall"):
+        for key in _DETECTION_KEYS:
             mean = detection[f"{key}_mean"]
             per_seed = ", ".join("-" if v is None else f"{v:.2f}" for v in detection[f"{key}s"])
             parts.append(f"{key} {'-' if mean is None else format(mean, '.2f')} ± {detection[f'{key}_std']:.2f} "
@@ -148,21 +183,35 @@ def _noise_detection_lines(rows: list[dict]) -> list[str]:
 def results_markdown(preset: Preset, rows: list[dict], seeds: int) -> str:
     """The results table a person reads, with the paper's numbers labelled as the paper's."""
     paper = any(row["paper_error"] is not None for row in rows)
+    noisy = any("noise_detection" in row for row in rows)
     header = "| arch | method | test error % (mean ± std) | test loss | dropped | time (s) |"
     rule = "|---|---|---|---|---|---|"
+    if noisy:
+        header += " precision | recall | ROC AUC |"
+        rule += "---|---|---|"
     if paper:
         header += " paper's error % |"
         rule += "---|"
     lines = [f"# {preset.name}: {preset.description}", "",
-             f"{seeds} seed(s); identical splits, seeds and budgets for every method. Test errors per seed are "
-             "in results.json.", "", header, rule]
+             (f"{seeds} seed(s); identical splits, seeds and budgets for every method. Test errors per seed are "
+              "in results.json. Precision and recall are the dropped set's, ROC AUC the ranking's, against the "
+              "deliberately flipped training labels."), "", header, rule]
     for row in rows:
         line = (f"| {row['arch']} | {row['method']} | {row['test_error_mean']:.2f} ± {row['test_error_std']:.2f} | "
                 f"{row['test_loss_mean']:.4f} | {row['dropped_mean']:.1f} | {row['seconds_mean']:.0f} |")
+        if noisy:
+            detection = row.get("noise_detection", {})
+            line += "".join(f" {_mean_std(detection, key)} |" for key in _DETECTION_KEYS)
         if paper:
             line += f" {'' if row['paper_error'] is None else format(row['paper_error'], '.2f')} |"
         lines.append(line)
     return "\n".join(lines + _noise_detection_lines(rows)) + "\n"
+
+
+def _mean_std(detection: dict, key: str) -> str:
+    """'0.83 ± 0.05' for a detection summary's key, '-' where there is none."""
+    mean = detection.get(f"{key}_mean")
+    return "-" if mean is None else f"{mean:.2f} ± {detection[f'{key}_std']:.2f}"
 
 
 @dataclass
@@ -196,6 +245,7 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
     continues from its checkpoint. ``strategy`` is the distribution strategy of every run (default:
     ``make_strategy()``, all local GPUs or CPUs, or the TF_CONFIG cluster).
     """
+    make_deterministic()
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +253,7 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
     runs, curves, best = [], {}, None
     for number, config in enumerate(configs, start=1):
         if verbose:
-            print(f"[{number}/{len(configs)}] {config.arch} seed {config.seed}: {config.method}", flush=True)
+            print(f"[{number}/{len(configs)}] {config.arch} seed {config.seed}: {row_label(config)}", flush=True)
         result = run_transfer(config, run_dir_for(output_dir, config), resume=resume, strategy=strategy,
                               verbose=False)
         run = _method_run(result)
@@ -211,7 +261,7 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
         if verbose:
             print(f"[{number}/{len(configs)}] {result.summary()}", flush=True)
         if config.seed == 0 and config.arch == preset.archs[0]:
-            curves[config.method] = _curves(result)
+            curves[run.method] = _curves(result)
             for name in ("harmful_grid.png", "influence_histogram.png"):
                 if name in result.files:
                     shutil.copy(result.files[name], output_dir / name)

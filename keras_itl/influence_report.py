@@ -26,8 +26,11 @@ def noise_detection(dropped_ids: list[str], flipped_ids: list[str]) -> dict:
 
 def write_influence_report(result: InfluenceResult, selection: SelectionResult, train: Split,
                            class_names: list[str], directory: str | os.PathLike,
-                           flipped_ids: list[str] | None = None) -> dict[str, str]:
-    """Write influence.csv, influence.json, influence_histogram.png and harmful_grid.png; return their paths."""
+                           flipped_ids: list[str] | None = None, extra: dict | None = None) -> dict[str, str]:
+    """Write influence.csv, influence.json, influence_histogram.png and harmful_grid.png; return their paths.
+
+    ``extra`` adds (or replaces) top-level keys of influence.json, e.g. the validation design of a run.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     table = result.table
@@ -38,6 +41,7 @@ def write_influence_report(result: InfluenceResult, selection: SelectionResult, 
     summary = {**result.summary(), "selection": selection.to_dict()}
     if flipped_ids:
         summary["label_noise_detection"] = noise_detection(selection.drop_ids, flipped_ids)
+    summary.update(extra or {})
     paths["influence.json"].write_text(json.dumps(summary, indent=2))
     plot_influence_histogram(table.predicted_delta_val_loss, dropped, paths["influence_histogram.png"])
     worst = table.harmful_order()[:GRID_SIZE]

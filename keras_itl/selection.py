@@ -6,6 +6,11 @@ predicted to lower the validation loss, i.e. the instance is harmful. This modul
 estimates into a drop set under a policy (``sign``, ``fraction:P`` or ``auto``) and under caps and
 per-class floors that keep a first-order estimate from gutting the training set or emptying a class.
 
+The baselines a practitioner would try first are policies too, walked through the same caps and
+floors: ``loss:P`` (the highest warm-up training losses), ``cleanlab`` (confident learning's
+flagged label issues) and ``random:P`` (the control). Each ranks the instances by its own score
+(``keras_itl.baselines`` computes them); here a ranking is just "lower goes first".
+
 Every dropped id gets a reason a person can read, and every cap or floor that stopped a drop is
 noted, so a user can see exactly which of their instances were dropped and what held others back.
 Pure NumPy: the refits that ``auto`` compares are the caller's, passed in as ``measure``.
@@ -27,12 +32,16 @@ POLICY_HELP = (
     "'sign' drops every instance predicted to be harmful (the rule of Wang et al., 2019). "
     "'fraction:P' (0 < P < 1) drops the round(P * n) most harmful instances, never one predicted to "
     "help. 'auto' (the default) refits on each candidate set - none, sign and a few fractions - and "
-    "keeps the one with the lowest measured validation loss. Every policy respects the maximum drop "
-    "fraction and the per-class floors, so no class is ever emptied."
+    "keeps the one with the lowest measured validation loss (within a small margin, the fewest drops). "
+    "Baselines: 'loss:P' drops the P highest training losses under the warm-up model, 'cleanlab' the "
+    "label issues confident learning finds, 'random:P' a random P (the control). Every policy respects "
+    "the maximum drop fraction and the per-class floors, so no class is ever emptied."
 )
 
-_FORMS = "sign, fraction:P (0 < P < 1, e.g. fraction:0.1) or auto"
-_KINDS = ("sign", "fraction", "auto")
+_FORMS = "sign, fraction:P (0 < P < 1, e.g. fraction:0.1), auto, loss:P, cleanlab or random:P"
+_KINDS = ("sign", "fraction", "auto", "loss", "cleanlab", "random")
+_WITH_FRACTION = ("fraction", "loss", "random")
+INFLUENCE_KINDS = ("sign", "fraction", "auto")
 
 
 @dataclass(frozen=True)
@@ -43,26 +52,34 @@ class Policy:
     fraction: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS or (self.kind == "fraction") != (self.fraction is not None):
+        if self.kind not in _KINDS or (self.kind in _WITH_FRACTION) != (self.fraction is not None):
             raise UserError(f"unknown selection policy {str(self)!r}; use {_FORMS}")
-        if self.kind == "fraction" and not 0 < self.fraction < 1:
+        if self.fraction is not None and not 0 < self.fraction < 1:
             raise UserError(f"selection policy {str(self)!r}: the fraction must be strictly between 0 and 1")
 
     def __str__(self) -> str:
         return self.kind if self.fraction is None else f"{self.kind}:{float(self.fraction)!r}"
 
+    @property
+    def family(self) -> str:
+        """What ranks the instances: 'influence' (sign, fraction, auto), 'loss', 'cleanlab' or 'random'."""
+        return "influence" if self.kind in INFLUENCE_KINDS else self.kind
+
 
 def parse_policy(text: str) -> Policy:
-    """The policy written as ``sign``, ``fraction:P`` or ``auto`` (case and surrounding spaces ignored)."""
+    """The policy written as ``sign``, ``fraction:P``, ``auto``, ``loss:P``, ``cleanlab`` or ``random:P``.
+
+    Case and surrounding spaces are ignored.
+    """
     text = text.strip().lower()
     kind, colon, value = text.partition(":")
-    if kind == "fraction" and colon:
+    if kind in _WITH_FRACTION and colon:
         try:
             fraction = float(value)
         except ValueError:
             raise UserError(f"selection policy {text!r}: {value!r} is not a number; use {_FORMS}") from None
-        return Policy("fraction", fraction)
-    if text in ("sign", "auto"):
+        return Policy(kind, fraction)
+    if text in ("sign", "auto", "cleanlab"):
         return Policy(text)
     raise UserError(f"unknown selection policy {text!r}; use {_FORMS}")
 
@@ -162,27 +179,40 @@ def select_drops(
     min_class_keep_fraction: float = 0.5,
     min_per_class: int = 1,
     auto_fractions: tuple[float, ...] = (0.05, 0.10, 0.20),
+    auto_margin: float = 0.0,
     measure: Callable[[np.ndarray], float] | None = None,
+    eligible: Sequence[bool] | np.ndarray | None = None,
 ) -> SelectionResult:
-    """Choose the ids to drop from ``predicted_delta`` (predicted change in val loss on removal).
+    """Choose the ids to drop from a ranking: ``predicted_delta``, lower goes first.
 
-    Instances are ranked harmful first (ascending ``predicted_delta``, ties by id). ``sign`` proposes
-    every negative one; ``fraction:P`` the round-half-up(P * n) most harmful among the negative ones.
+    For the influence policies ``predicted_delta`` is the predicted change in val loss on removal; for
+    the baselines it is their own score, negated where higher means more suspect (e.g. minus the
+    training loss). ``eligible`` says which instances the policy may drop at all: by default the
+    negative ones for the influence policies (an instance predicted to help is never dropped) and
+    every instance for ``loss`` and ``random``; ``cleanlab`` needs it (the flagged label issues).
+
+    Instances are ranked ascending (ties by id). ``sign`` and ``cleanlab`` propose every eligible one;
+    ``fraction:P``, ``loss:P`` and ``random:P`` the round-half-up(P * n) first eligible ones.
     Each proposal is walked greedily: at most floor(max_drop_fraction * n) drops, and class c keeps at
     least min(n_c, max(min_per_class, ceil(min_class_keep_fraction * n_c))) examples.
 
     ``auto`` walks "none", "sign" and "fraction:F" for every F in ``auto_fractions`` the same way,
     calls ``measure(keep_mask)`` once per distinct drop set (``keep_mask`` is a bool array over the
     input order, True = kept; it returns the val loss after refitting on the kept instances) and keeps
-    the lowest loss, ties to fewer drops. Other policies ignore ``measure``.
+    the fewest drops among the candidates within ``auto_margin`` (relative) of the lowest loss, so a
+    difference in the third decimal does not decide; ties to the lower loss. Other policies ignore
+    ``measure``.
     """
     policy = parse_policy(policy) if isinstance(policy, str) else policy
     ids, labels, delta = _checked_arrays(ids, labels, predicted_delta, class_names)
     limits = _limits(labels, len(class_names), max_drop_fraction, min_class_keep_fraction, min_per_class)
+    if not 0 <= auto_margin < 1:
+        raise UserError(f"auto_margin must be in [0, 1), got {auto_margin}")
+    allowed = _eligible(policy, delta, eligible)
     order = np.lexsort((ids, delta))
 
     def option(name: str, chosen: Policy | None) -> _Option:
-        proposal, notes = _propose(chosen, order, delta)
+        proposal, notes = _propose(chosen, order, allowed)
         dropped, limit_notes = limits.walk(name, proposal, labels, class_names)
         return _Option(name, chosen, dropped, notes + limit_notes)
 
@@ -191,8 +221,8 @@ def select_drops(
             raise UserError("auto needs a refit to measure candidates: pass measure, or choose sign or fraction:P")
         policies = [Policy("sign")] + [Policy("fraction", float(f)) for f in dict.fromkeys(auto_fractions)]
         options = [option("none", None)] + [option(str(p), p) for p in policies]
-        winner, loss, candidates, auto_notes = _choose(options, ids, measure)
-        suffix = f"; auto chose {winner.name}, the lowest measured val_loss {loss:.4g}"
+        winner, loss, candidates, auto_notes = _choose(options, ids, measure, auto_margin)
+        suffix = f"; auto chose {winner.name}, measured val_loss {loss:.4g}"
     else:
         winner, candidates, auto_notes, suffix = option(str(policy), policy), [], [], ""
 
@@ -258,18 +288,30 @@ def _limits(labels: np.ndarray, num_classes: int, max_drop_fraction: float,
     return _Limits(float(max_drop_fraction), math.floor(_scaled(max_drop_fraction, len(labels))), floors, sizes)
 
 
-def _propose(policy: Policy | None, order: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The indices ``policy`` would drop before caps and floors (harmful first), and a note if it fell short."""
-    harmful = order[delta[order] < 0]
+def _eligible(policy: Policy, delta: np.ndarray, eligible: Sequence[bool] | np.ndarray | None) -> np.ndarray:
+    """The bool mask of instances ``policy`` may drop (see ``select_drops``)."""
+    if eligible is None:
+        if policy.kind == "cleanlab":
+            raise UserError("the cleanlab policy needs the flagged label issues: pass eligible")
+        return delta < 0 if policy.family == "influence" else np.ones(len(delta), dtype=bool)
+    eligible = np.asarray(eligible)
+    if eligible.shape != delta.shape or eligible.dtype != bool:
+        raise UserError(f"eligible must be a bool array of the ids' length, got {eligible.dtype} {eligible.shape}")
+    return eligible
+
+
+def _propose(policy: Policy | None, order: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The indices ``policy`` would drop before caps and floors (first in ``order`` first), and a note if it fell short."""
+    candidates = order[eligible[order]]
     if policy is None:
-        return harmful[:0], []
-    if policy.kind == "sign":
-        return harmful, []
+        return candidates[:0], []
+    if policy.fraction is None:  # sign, cleanlab: every eligible instance
+        return candidates, []
     wanted = math.floor(_scaled(policy.fraction, len(order)) + Fraction(1, 2))
-    if len(harmful) >= wanted:
-        return harmful[:wanted], []
-    return harmful, [f"{policy} asked for {wanted} instances but there are only {_harmful(len(harmful))}; "
-                     f"instances predicted to help are never dropped"]
+    if len(candidates) >= wanted:
+        return candidates[:wanted], []
+    return candidates, [(f"{policy} asked for {wanted} instances but there are only {_harmful(len(candidates))}; "
+                         f"instances predicted to help are never dropped")]
 
 
 def _harmful(count: int) -> str:
@@ -278,15 +320,23 @@ def _harmful(count: int) -> str:
 
 
 def _reason(policy: Policy, rank: int, delta: float) -> str:
-    """Why ``policy`` drops the instance at 1-based ``rank`` in the harmful order."""
+    """Why ``policy`` drops the instance at 1-based ``rank`` in its order (``delta`` its ranking score)."""
     if policy.kind == "sign":
         return f"predicted_delta_val_loss {delta:.4g} < 0 (sign)"
-    return f"among the {policy.fraction * 100:g}% most harmful (rank {rank}, predicted_delta_val_loss {delta:.4g})"
+    if policy.kind == "fraction":
+        return f"among the {policy.fraction * 100:g}% most harmful (rank {rank}, predicted_delta_val_loss {delta:.4g})"
+    if policy.kind == "loss":
+        return f"among the {policy.fraction * 100:g}% highest warm-up training losses (rank {rank}, loss {-delta:.4g})"
+    if policy.kind == "cleanlab":
+        return f"label issue found by confident learning (rank {rank}, label quality {delta:.4g})"
+    return f"in the random {policy.fraction * 100:g}% (the control)"
 
 
-def _choose(options: list[_Option], ids: np.ndarray,
-            measure: Callable[[np.ndarray], float]) -> tuple[_Option, float, list[Candidate], list[str]]:
-    """The option with the lowest measured val loss (ties to fewer drops, then the earlier one) and that loss.
+def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarray], float],
+            margin: float) -> tuple[_Option, float, list[Candidate], list[str]]:
+    """The option with the fewest drops among those within ``margin`` of the lowest measured val loss.
+
+    Ties in drops go to the lower loss, then the earlier option. Returns the option and its loss.
 
     Each distinct drop set is measured once, under the name of the first option that produced it;
     the other names are noted as its aliases.
@@ -303,10 +353,15 @@ def _choose(options: list[_Option], ids: np.ndarray,
         if math.isnan(loss):
             raise UserError(f"the refit for selection candidate {opt.name} gave a NaN validation loss")
         candidates.append(Candidate(opt.name, [str(ids[i]) for i in opt.dropped], loss))
-    best = min(range(len(candidates)), key=lambda k: (candidates[k].val_loss, len(candidates[k].drop_ids)))
+    lowest = min(c.val_loss for c in candidates)
+    close = [k for k, c in enumerate(candidates) if c.val_loss <= lowest + margin * abs(lowest)]
+    best = min(close, key=lambda k: (len(candidates[k].drop_ids), candidates[k].val_loss))
     winner = distinct[best]
     notes = [f"{', '.join(o.name for o in group[1:])} gave the same drop set as {group[0].name}; "
              f"measured once as {group[0].name}" for group in groups.values() if len(group) > 1]
+    if candidates[best].val_loss > lowest:
+        notes.append(f"auto chose {winner.name} ({len(winner.dropped)} drops): its val_loss "
+                     f"{candidates[best].val_loss:.4g} is within the margin {margin:g} of the lowest {lowest:.4g}")
     if winner.policy is None:
         notes.append(f"auto kept every instance: dropping none measured the lowest val_loss "
                      f"{candidates[best].val_loss:.4g}")

@@ -6,9 +6,10 @@
   learning rate with BatchNormalization kept in inference mode, so small target batches do not
   overwrite the source statistics.
 - ``instance`` (Wang et al., 2019): a model-based warm-up on all target training data, influence
-  of every training instance on the validation loss with that model, a selection of instances to
-  drop, then the model-based fine-tuning again - from the source weights by default - on the kept
-  instances with the same budget.
+  of every training instance on the validation loss with that model (or a baseline ranking:
+  highest loss, cleanlab, random), a selection of instances to drop, then the model-based
+  fine-tuning again - from the source weights by default - on the kept instances with the same
+  budget. Each decision uses its own part of the validation split (keras_itl.validation_parts).
 """
 from __future__ import annotations
 
@@ -24,16 +25,19 @@ import tensorflow as tf
 
 from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture, model_channels
 from keras_itl.datasets import Split, TargetDataset, load_dataset, parse_imbalance
+from keras_itl.determinism import make_deterministic
 from keras_itl.errors import UserError
 from keras_itl.evaluation import Metrics, evaluate_model
 from keras_itl.export import export_model, run_metadata
-from keras_itl.influence import InfluenceConfig, SolverOptions, compute_influence
-from keras_itl.influence_report import describe_selection, noise_detection, write_influence_report
+from keras_itl.influence import SolverOptions
+from keras_itl.influence_report import describe_selection
+from keras_itl.instance_selection import JUDGES, rank_instances, selection_report, write_selection_files
 from keras_itl.plots import plot_training_curves
 from keras_itl.reports import write_evaluation
 from keras_itl.selection import parse_policy, select_drops
 from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
 from keras_itl.training import TrainConfig, TrainResult, guard_run_options, is_chief, make_strategy, train_model
+from keras_itl.validation_parts import split_validation
 
 METHODS = ("scratch", "model", "instance")
 RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without the weights (offline smoke tests)
@@ -57,10 +61,16 @@ class InstanceOptions:
     lissa_scale: float = 10.0
     lissa_depth: int = 1000
     lissa_batch_size: int | None = None
+    judge: str = "head"  # how auto measures a candidate: head-only refit on cached features, or full refit
+    auto_margin: float = 0.05  # auto keeps the fewest drops within this relative margin of the lowest loss
 
     def __post_init__(self) -> None:
         parse_policy(self.policy)
         self.solver_options()
+        if self.judge not in JUDGES:
+            raise UserError(f"unknown auto judge {self.judge!r}; choose one of: {', '.join(JUDGES)}")
+        if not 0 <= self.auto_margin < 1:
+            raise UserError(f"auto margin must be in [0, 1), got {self.auto_margin}")
         if self.start not in INSTANCE_STARTS:
             raise UserError(f"unknown instance start {self.start!r}; choose one of: {', '.join(INSTANCE_STARTS)}")
         if self.refit_epochs is not None and self.refit_epochs <= 0:
@@ -98,6 +108,7 @@ class TransferConfig:
     max_train_examples: int | None = None
     imbalance: str | None = None
     label_noise: float = 0.0
+    noise_kind: str = "symmetric"
     data_dir: str | None = None
     instance: InstanceOptions = InstanceOptions()
 
@@ -163,7 +174,7 @@ def load_target(config: TransferConfig) -> TargetDataset:
     imbalance = parse_imbalance(config.imbalance) if config.imbalance else None
     return load_dataset(config.target, seed=config.seed, val_fraction=config.val_fraction,
                         max_train_examples=config.max_train_examples, imbalance=imbalance,
-                        label_noise=config.label_noise, data_dir=config.data_dir)
+                        label_noise=config.label_noise, noise_kind=config.noise_kind, data_dir=config.data_dir)
 
 
 def build_initial_model(config: TransferConfig, num_classes: int, channels: int,
@@ -224,51 +235,60 @@ def fit_target(model: keras.Model, train: Split, val: Split, config: TransferCon
 def _instance_transfer(model: keras.Model, data: TargetDataset, config: TransferConfig, *,
                        strategy: tf.distribute.Strategy, run_dir: Path, resume: bool, verbose: bool
                        ) -> tuple[list[TrainResult], dict, dict[str, str]]:
-    """Warm up, score, select, refit on the kept instances; leaves the final weights in ``model``."""
+    """Warm up, rank, select, refit on the kept instances; leaves the final weights in ``model``.
+
+    The validation split is divided so no data judges a choice it made: the warm-up and influence use
+    the ``influence`` part, candidate judging and the final refit the ``selection`` part, and the
+    reported validation numbers come from the ``report`` part (see keras_itl.validation_parts).
+    """
     options = config.instance
-    train, val = data.split("train"), data.split("val")
+    policy = parse_policy(options.policy)
+    train = data.split("train")
+    parts = split_validation(data.split("val"), data.info.num_classes, config.seed)
     source_weights = model.get_weights()
     with strategy.scope():
         blank = keras.models.clone_model(model)
-    phases = fit_target(model, train, val, config, strategy=strategy, run_dir=run_dir, resume=resume,
+    phases = fit_target(model, train, parts["influence"], config, strategy=strategy, run_dir=run_dir, resume=resume,
                         verbose=verbose, prefix="warmup-")
-    influence = compute_influence(
-        model, train, val, InfluenceConfig(scope=options.scope, batch_size=max(config.batch_size, 64),
-                                           solver=options.solver_options(seed=config.seed), cache_dir=str(run_dir)),
-        verbose=verbose)
+    ranked = rank_instances(model, train, parts, policy, num_classes=data.info.num_classes, seed=config.seed,
+                            scope=options.scope, solver=options.solver_options(seed=config.seed),
+                            batch_size=max(config.batch_size, 64), cache_dir=str(run_dir), verbose=verbose)
     start_weights = source_weights if options.start == "source" else model.get_weights()
     refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
     refit_config = replace(config, epochs=options.refit_epochs or config.epochs)
 
     def refit(keep: np.ndarray, budget: TransferConfig, name: str) -> float:
         blank.set_weights(start_weights)
-        history = fit_target(blank, train.subset(np.flatnonzero(keep)), val, budget, strategy=strategy,
-                             run_dir=run_dir / "refits" / name, resume=resume, verbose=verbose)
+        history = fit_target(blank, train.subset(np.flatnonzero(keep)), parts["selection"], budget,
+                             strategy=strategy, run_dir=run_dir / "refits" / name, resume=resume, verbose=verbose)
         refits[keep.tobytes()] = (blank.get_weights(), history)
-        return evaluate_model(blank, val).loss
+        return evaluate_model(blank, parts["selection"]).loss
 
     def measure(keep: np.ndarray) -> float:
-        loss = refit(keep, refit_config, f"candidate-{len(refits) + 1}")
+        if options.judge == "head":
+            loss = ranked.head_loss(keep)
+        else:
+            loss = refit(keep, refit_config, f"candidate-{len(refits) + 1}")
         if verbose:
-            print(f"selection: refit without {int((~keep).sum())} instances - val_loss {loss:.4f}", flush=True)
+            print(f"selection: {options.judge} refit without {int((~keep).sum())} instances - "
+                  f"selection-part val_loss {loss:.4f}", flush=True)
         return loss
 
-    selection = select_drops(influence.table.ids, influence.table.labels, influence.table.predicted_delta_val_loss,
-                             policy=options.policy, class_names=data.info.class_names,
-                             max_drop_fraction=options.max_drop_fraction,
-                             min_class_keep_fraction=options.min_class_keep_fraction, measure=measure)
+    selection = select_drops(train.ids, train.labels, ranked.ranking.order_scores, policy=policy,
+                             class_names=data.info.class_names, max_drop_fraction=options.max_drop_fraction,
+                             min_class_keep_fraction=options.min_class_keep_fraction,
+                             auto_margin=options.auto_margin, measure=measure, eligible=ranked.ranking.eligible)
     if verbose:
         print(describe_selection(selection, len(train)), flush=True)
-    keep = selection.keep_mask(influence.table.ids)
+    keep = selection.keep_mask(train.ids)
     if options.refit_epochs is not None or keep.tobytes() not in refits:
         refit(keep, config, "final")
     weights, history = refits[keep.tobytes()]
     model.set_weights(weights)
-    files = write_influence_report(influence, selection, train, data.info.class_names, run_dir,
-                                   flipped_ids=data.info.flipped_ids) if is_chief(strategy) else {}
-    report = {**influence.summary(), "selection": selection.to_dict(), "refit_epochs": refit_config.epochs}
-    if data.info.flipped_ids:
-        report["label_noise_detection"] = noise_detection(selection.drop_ids, data.info.flipped_ids)
+    report = {**selection_report(ranked, selection, parts, model, data.info.flipped_ids, options.judge),
+              "refit_epochs": refit_config.epochs}
+    files = (write_selection_files(ranked, selection, report, data.info.class_names, run_dir)
+             if is_chief(strategy) else {})
     return phases + history, report, files
 
 
@@ -280,6 +300,7 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     With ``export_to`` (a TF Serving model base path such as ``saved_models/<name>``) the final model
     is also published there as the next SavedModel version.
     """
+    make_deterministic()
     started = time.perf_counter()
     output_dir = Path(output_dir)
     strategy = strategy or make_strategy()  # first: a multi-worker strategy must precede other TF ops

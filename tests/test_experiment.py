@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from keras_itl.cli.main import main
+
 from keras_itl.experiment import run_experiment
-from keras_itl.presets import METHOD_ORDER, PRESETS, get_preset
+from keras_itl.presets import PRESETS, get_preset
+from keras_itl.selection import parse_policy
 from tests.serving_helpers import Server, post
 
 
@@ -23,7 +25,7 @@ def test_dry_run_prints_every_run_of_the_preset(name, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     commands = [shlex.split(line) for line in lines[:-1]]
-    assert len(commands) == len(preset.archs) * 2 * 3
+    assert len(commands) == len(preset.archs) * 2 * (2 + len(preset.instance_policies))
     seen = set()
     for words in commands:
         assert words[:2] == ["keras-itl", "train"]
@@ -32,10 +34,24 @@ def test_dry_run_prints_every_run_of_the_preset(name, tmp_path):
         assert options["--image-size"] == str(preset.image_size)
         assert options.get("--label-noise") == (str(preset.label_noise) if preset.label_noise else None)
         assert options.get("--imbalance") == preset.imbalance
-        seen.add((options["--arch"], options.get("--seed", "0"), options["--method"]))
-    assert seen == {(a, s, m) for a in preset.archs for s in ("0", "1") for m in METHOD_ORDER}
+        assert options.get("--noise-kind", "symmetric") == preset.noise_kind
+        seen.add((options["--arch"], options.get("--seed", "0"), options["--method"], options.get("--policy")))
+    rows = [("scratch", None), ("model", None)] + [("instance", p) for p in preset.instance_policies]
+    assert seen == {(a, s, m, p) for a in preset.archs for s in ("0", "1") for m, p in rows}
     assert f"{name}/<version>" in lines[-1]
     assert not (tmp_path / "results.md").exists()  # a dry run runs nothing
+
+
+def test_digits_presets_run_influence_and_every_baseline_and_policies_choose_rows(tmp_path):
+    for name in ("digits", "digits-noisy", "digits-pairflip"):
+        assert {parse_policy(p).family for p in PRESETS[name].instance_policies} == \
+            {"influence", "loss", "cleanlab", "random"}
+    assert PRESETS["digits-pairflip"].noise_kind == "pair" and PRESETS["digits-pairflip"].label_noise == 0.3
+    result = CliRunner().invoke(main, ["experiment", "--policies", "loss:0.2,cleanlab", "--dry-run",
+                                       "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    policies = [line.split("--policy ")[1].split()[0] for line in result.output.splitlines() if "--policy" in line]
+    assert policies == ["loss:0.2", "cleanlab"]
 
 
 def test_unknown_preset_lists_the_choices():
@@ -45,29 +61,34 @@ def test_unknown_preset_lists_the_choices():
 
 @pytest.mark.slow
 def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tmp_path):
-    preset = replace(get_preset("digits"), max_train_examples=60, image_size=12, epochs=2, head_epochs=1,
+    preset = replace(get_preset("digits-noisy"), max_train_examples=60, image_size=12, epochs=2, head_epochs=1,
                      source_epochs=1)
     result = run_experiment(preset, tmp_path / "out", export_base=tmp_path / "saved", verbose=False)
     for name in ("results.md", "results.json", "validation_accuracy.png", "harmful_grid.png",
                  "influence_histogram.png"):
         assert (tmp_path / "out" / name).exists(), name
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert [row["method"] for row in saved["rows"]] == list(METHOD_ORDER)
+    rows = ["scratch", "model", "instance[influence]", "instance[loss]", "instance[cleanlab]", "instance[random]"]
+    assert [row["method"] for row in saved["rows"]] == rows
     for run in saved["runs"]:  # the table is made of what each run measured on the same test split
-        metrics = json.loads((tmp_path / "out" / "runs" / f"small-cnn-seed0-{run['method']}" /
-                              "metrics-test.json").read_text())
+        metrics = json.loads((Path(run["run_dir"]) / "metrics-test.json").read_text())
         assert run["test_error"] == pytest.approx(metrics["error_rate"])
-    sizes = {json.dumps(json.loads((tmp_path / "out" / "runs" / f"small-cnn-seed0-{m}" / "run.json").read_text())
-                        ["dataset"]["sizes"]) for m in METHOD_ORDER}
+    sizes = {json.dumps(json.loads((Path(run["run_dir"]) / "run.json").read_text())["dataset"]["sizes"])
+             for run in saved["runs"]}
     assert len(sizes) == 1  # identical splits for every method
+    for row in saved["rows"][2:]:  # every instance row: the dropped set and the ranking against the flips
+        detection = row["noise_detection"]
+        assert detection["flipped_mean"] == 12 and 0.0 <= detection["roc_auc_mean"] <= 1.0
+    assert 0 < saved["rows"][5]["dropped_mean"] <= 12  # random:0.2 of 60, less where a class floor bit
     table = (tmp_path / "out" / "results.md").read_text()
-    assert all(f"| small-cnn | {m} |" in table for m in METHOD_ORDER)
+    assert "precision | recall | ROC AUC |" in table
+    assert all(f"| small-cnn | {m} |" in table for m in rows)
     best = min(result.runs, key=lambda r: r.val_loss)
-    assert result.exported == str(tmp_path / "saved" / "digits" / "1")
-    exported_meta = json.loads((tmp_path / "saved" / "digits" / "1" / "assets.extra" / "keras_itl.json").read_text())
-    assert exported_meta["method"] == best.method
+    assert result.exported == str(tmp_path / "saved" / "digits-noisy" / "1")
+    meta = json.loads((tmp_path / "saved" / "digits-noisy" / "1" / "assets.extra" / "keras_itl.json").read_text())
+    assert meta["method"] == best.method.split("[")[0]
 
-    server = Server(["--model-base-path", str(tmp_path / "saved" / "digits"), "--model-name", "digits"],
+    server = Server(["--model-base-path", str(tmp_path / "saved" / "digits-noisy"), "--model-name", "digits"],
                     tmp_path / "server.log")
     try:
         server.wait_available("digits")

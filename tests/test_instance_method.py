@@ -44,12 +44,33 @@ def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_
     assert summary["num_harmful"] == sum(float(r["predicted_delta_val_loss"]) < 0 for r in rows)
     candidates = selection["candidates"]
     assert candidates[0]["name"] == "none"
-    best = min(candidates, key=lambda c: c["val_loss"])
-    assert selection["chosen"] == best["name"]
+    lowest = min(c["val_loss"] for c in candidates)  # auto: the fewest drops within 5% of the lowest loss
+    close = [c for c in candidates if c["val_loss"] <= lowest * 1.05]
+    assert selection["chosen"] == min(close, key=lambda c: (len(c["drop_ids"]), c["val_loss"]))["name"]
     noise = summary["label_noise_detection"]
-    assert noise["flipped"] == 24 and noise["dropped"] == len(dropped_rows)
+    assert noise["flipped"] == 24 and noise["dropped"] == len(dropped_rows) and 0 <= noise["roc_auc"] <= 1
+    validation = summary["validation"]  # influence, selection and report parts: disjoint, all of val
+    assert set(validation["sizes"]) == {"influence", "selection", "report"}
+    assert sum(validation["sizes"].values()) == json.loads((out / "run.json").read_text())["dataset"]["sizes"]["val"]
+    assert "chose nothing" in validation["design"] and summary["auto_judge"] == "head"
     run = json.loads((out / "run.json").read_text())
     assert run["influence"]["selection"]["drop_ids"] == selection["drop_ids"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["loss:0.1", "cleanlab", "random:0.1"])
+def test_baseline_policies_run_end_to_end_and_report_their_selection(policy, tmp_path):
+    out = tmp_path / "run"
+    result = _invoke("train", "--source", "mnist-5k", "--target", "digits", "--method", "instance",
+                     "--policy", policy, "--label-noise", "0.2", "--noise-kind", "pair", "--output", out, *TINY)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "selection.json").read_text())
+    assert report["policy_family"] == policy.split(":")[0] and not (out / "influence.csv").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["influence"]["selection"]["drop_ids"] == report["selection"]["drop_ids"]
+    assert run["config"]["noise_kind"] == "pair" and report["label_noise_detection"]["flipped"] == 24
+    if policy != "cleanlab":  # loss and random drop exactly 10% of 120 (the floors allow it)
+        assert len(report["selection"]["drop_ids"]) == 12
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +98,7 @@ def test_influence_command_reports_and_checks_against_leave_one_out(trained_run,
 
 @pytest.mark.parametrize("args,message", [
     (["--policy", "auto"], "train --method instance"),
+    (["--policy", "loss:0.1"], "is a baseline"),
     (["--solver", "newton"], "newton"),
     (["--scope", "middle"], "unknown scope"),
     (["--val-fraction", "0.0"], "val_fraction"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from keras_itl.experiment import run_experiment
 from keras_itl.presets import METHOD_ORDER, PRESETS
+from keras_itl.selection import parse_policy
 from keras_itl.sources import IMAGENET
 from keras_itl.training import make_strategy
 from keras_itl.transfer import RANDOM_WEIGHTS, InstanceOptions
@@ -49,7 +51,7 @@ def _tiny(name: str, arch: str):
         tiny = replace(tiny, max_train_examples=80, image_size=12)
     # Damping 1: a randomly initialised backbone after one epoch gives the head an ill-conditioned
     # Hessian, on which cg at 0.01 needs retries (tested in test_influence) and minutes.
-    overrides = {"instance": InstanceOptions(policy="sign", damping=1.0)}
+    overrides = {"instance": InstanceOptions(damping=1.0)}  # the policies are the preset's rows
     if preset.source == IMAGENET:
         overrides["weights"] = RANDOM_WEIGHTS
     return tiny, overrides
@@ -69,10 +71,10 @@ def test_preset_runs_end_to_end_on_mock_data(name, arch, tmp_path):
         result = run_experiment(preset, tmp_path / "out", overrides=overrides, export_base=tmp_path / "saved",
                                 strategy=make_strategy(["/cpu:0"]), verbose=False)
 
+    labels = ["scratch", "model"] + [f"instance[{parse_policy(p).family}]" for p in preset.instance_policies]
     assert [(row["arch"], row["method"]) for row in result.rows] == \
-        [(arch, method) for arch in preset.archs for method in METHOD_ORDER]
-    runs = {(run.arch, run.method): json.loads((tmp_path / "out" / "runs" / f"{run.arch}-seed0-{run.method}" /
-                                                "run.json").read_text()) for run in result.runs}
+        [(arch, method) for arch in preset.archs for method in labels]
+    runs = {(run.arch, run.method): json.loads((Path(run.run_dir) / "run.json").read_text()) for run in result.runs}
     for (arch, method), run in runs.items():
         assert run["dataset"]["name"] == TFDS_NAMES[preset.target]
         assert run["config"]["source"] == preset.source and run["config"]["image_size"] == preset.image_size
@@ -86,17 +88,17 @@ def test_preset_runs_end_to_end_on_mock_data(name, arch, tmp_path):
     for arch in preset.archs:
         paper = PRESETS[name].paper.get(arch)
         if paper:
-            assert f"| {arch} | instance |" in table and f"{paper[2]:.2f} |" in table
+            assert f"| {arch} | instance[influence] |" in table and f"{paper[2]:.2f} |" in table
 
-    instance_dir = tmp_path / "out" / "runs" / f"{preset.archs[0]}-seed0-instance"
+    instance_dir = tmp_path / "out" / "runs" / f"{preset.archs[0]}-seed0-instance-influence"
     if preset.imbalance:  # class 0 is the majority of what the instance method scored
         labels = _train_labels(instance_dir)
         counts = {label: int((labels == label).sum()) for label in set(labels)}
-        majority = runs[(preset.archs[0], "instance")]["dataset"]["class_names"][0]
+        majority = runs[(preset.archs[0], "instance[influence]")]["dataset"]["class_names"][0]
         assert counts[majority] == max(counts.values())
     if preset.label_noise:
-        instance_row = next(row for row in result.rows if row["method"] == "instance")
-        train_size = runs[(preset.archs[0], "instance")]["dataset"]["sizes"]["train"]
+        instance_row = next(row for row in result.rows if row["method"] == "instance[influence]")
+        train_size = runs[(preset.archs[0], "instance[influence]")]["dataset"]["sizes"]["train"]
         assert instance_row["noise_detection"]["flipped_mean"] == round(preset.label_noise * train_size)
         assert "Label-noise detection:" in table
 

@@ -30,8 +30,10 @@ def test_readme_main_job_prints_the_comparison_and_exports_the_best_model(tmp_pa
     done = subprocess.run([str(executable), *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
-    for method in ("scratch", "model", "instance"):  # one table row per method, with a test error rate
-        assert re.search(rf"\| small-cnn \| {method} \| \d+\.\d\d ± \d+\.\d\d \|", done.stdout), done.stdout[-2000:]
+    rows = ("scratch", "model", "instance[influence]", "instance[loss]", "instance[cleanlab]", "instance[random]")
+    for method in rows:  # one table row per method and selection policy, with a test error rate
+        assert re.search(rf"\| small-cnn \| {re.escape(method)} \| \d+\.\d\d ± \d+\.\d\d \|", done.stdout), \
+            done.stdout[-2000:]
     results = list((tmp_path / "runs").glob("*/results.md"))
     assert results and (results[0].parent / "results.json").exists()
     assert list((tmp_path / "saved_models").glob("*/1/saved_model.pb"))  # published for TF Serving

@@ -310,3 +310,72 @@ def test_caps_and_floors_hold_for_every_policy_on_random_data(seed):
         if policy == "sign":  # greedy: a harmful instance is kept only when a limit stopped it
             for k in set(np.flatnonzero(delta < 0)) - set(dropped):
                 assert kept[labels[k]] == floors[labels[k]] or len(dropped) == budget
+
+
+# --- baseline policies on a hand-made table ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["loss:0.2", "random:0.1", "cleanlab"])
+def test_baseline_policy_text_round_trips_and_names_its_family(text):
+    policy = parse_policy(text)
+    assert str(policy) == text and policy.family == text.split(":")[0]
+    assert parse_policy("fraction:0.1").family == parse_policy("auto").family == "influence"
+
+
+@pytest.mark.parametrize("text", ["loss", "random", "cleanlab:0.1", "loss:1.5"])
+def test_baseline_policy_needs_its_fraction_and_only_then(text):
+    with pytest.raises(UserError):
+        parse_policy(text)
+
+
+def test_loss_policy_drops_the_highest_losses_even_positive_scores():
+    losses = np.array([0.1, 2.5, 0.3, 4.0, 0.05, 1.0, 0.2, 3.0, 0.4, 0.6])
+    result = select(-losses, policy="loss:0.3")  # 3 highest: ids 3, 7, 1 in that order
+    assert result.drop_ids == ["x003", "x007", "x001"]
+    assert result.reasons["x003"].startswith("among the 30% highest warm-up training losses (rank 1, loss 4")
+
+
+def test_random_policy_drops_the_first_of_its_order():
+    scores = np.array([0.9, 0.1, 0.5, 0.3, 0.7, 0.2])
+    result = select(scores, policy="random:0.5")
+    assert result.drop_ids == ["x001", "x005", "x003"]
+    assert all("random" in reason for reason in result.reasons.values())
+
+
+def test_cleanlab_drops_exactly_the_flagged_ones_lowest_quality_first():
+    quality = np.array([0.9, 0.05, 0.8, 0.3, 0.02, 0.6])
+    flagged = np.array([False, True, False, True, True, False])
+    result = select(quality, policy="cleanlab", eligible=flagged)
+    assert result.drop_ids == ["x004", "x001", "x003"]
+
+
+def test_cleanlab_without_flags_and_bad_flags_are_user_errors():
+    with pytest.raises(UserError, match="eligible"):
+        select([0.1, 0.2], policy="cleanlab")
+    with pytest.raises(UserError, match="bool array"):
+        select([0.1, 0.2], policy="cleanlab", eligible=[1, 0])
+
+
+def test_baselines_respect_caps_and_floors():
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    result = select(np.arange(6.0), labels, policy="loss:0.9", max_drop_fraction=0.5, min_per_class=1)
+    # the three first (budget floor(0.5 * 6)); then class 1 keeps one of its two at its floor
+    assert result.drop_ids == ["x000", "x001", "x002"]
+    result = select(np.arange(6.0)[::-1], labels, policy="random:0.9", max_drop_fraction=0.8, min_per_class=1)
+    assert result.drop_ids == ["x005", "x003", "x002", "x001"]
+
+
+def test_auto_margin_prefers_fewer_drops_when_the_loss_gap_is_tiny():
+    delta = -np.linspace(2.0, 1.0, 100)
+    losses = {0: 0.150, 5: 0.1495, 10: 0.1449, 20: 0.1447}  # sign (50 drops after the cap) measures 0.5
+
+    def measure(keep):
+        return losses.get(int((~keep).sum()), 0.5)
+
+    strict = select(delta, policy="auto", measure=measure, max_drop_fraction=0.5)
+    assert strict.chosen == "fraction:0.2"
+    tolerant = select(delta, policy="auto", measure=measure, max_drop_fraction=0.5, auto_margin=0.02)
+    assert tolerant.chosen == "fraction:0.1"  # 0.1449 is within 2% of 0.1447; 0.1495 is not
+    assert any("within the margin" in note for note in tolerant.notes)
+    with_none = select(delta, policy="auto", measure=measure, max_drop_fraction=0.5, auto_margin=0.04)
+    assert with_none.chosen == "none"

@@ -9,8 +9,9 @@ The steps run in this order; each sees only the result of the one before:
 4. ``imbalance=(A, share)``: subsample train so class A makes up ``share`` of it (all of A is kept
    when the other classes can supply the remainder; they are drawn stratified).
 5. ``max_train_examples=N``: stratified subsample of train to N examples.
-6. ``label_noise=P``: exactly ``round(P * len(train))`` training labels move to another random class;
-   their ids are listed in ``info.flipped_ids``.
+6. ``label_noise=P``: exactly ``round(P * len(train))`` training labels move to another class -
+   uniformly random (``noise_kind="symmetric"``) or c -> c + 1 mod K (``"pair"``); their ids are
+   listed in ``info.flipped_ids``.
 
 val and test are never subsampled, imbalanced or noised: they measure the clean target domain.
 Each random step draws from its own generator derived from ``seed`` and the step's name, so the
@@ -43,6 +44,7 @@ def load_dataset(
     max_train_examples: int | None = None,
     imbalance: tuple[int | str, float] | None = None,
     label_noise: float = 0.0,
+    noise_kind: str = "symmetric",
     data_dir: str | None = None,
 ) -> TargetDataset:
     """Load ``spec`` as train/val/test splits with the options applied (see the module docstring).
@@ -56,6 +58,7 @@ def load_dataset(
         test_fraction=test_fraction,
         max_train_examples=max_train_examples,
         label_noise=label_noise,
+        noise_kind=noise_kind,
     )
     if imbalance is not None:
         check_share(imbalance[1])
@@ -82,7 +85,7 @@ def load_dataset(
     if label_noise > 0:
         if num_classes < 2:
             raise UserError("label_noise needs at least two classes to flip labels between")
-        noisy, flipped = flip_labels(train.labels, label_noise, num_classes, stage_rng(seed, "noise"))
+        noisy, flipped = flip_labels(train.labels, label_noise, num_classes, stage_rng(seed, "noise"), noise_kind)
         train = train.with_labels(noisy)
         flipped_ids = [str(example_id) for example_id in train.ids[flipped]]
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from numbers import Integral
 
+from keras_itl.datasets.sampling import NOISE_KINDS
 from keras_itl.errors import UserError
 
 
 def check_options(
-    *, seed: int, val_fraction: float, test_fraction: float, max_train_examples: int | None, label_noise: float
+    *, seed: int, val_fraction: float, test_fraction: float, max_train_examples: int | None, label_noise: float,
+    noise_kind: str = "symmetric",
 ) -> None:
     """UserError for the first option outside its valid range."""
     if not isinstance(seed, Integral) or seed < 0:
@@ -17,6 +19,8 @@ def check_options(
             raise UserError(f"{option} must be strictly between 0 and 1, got {value}")
     if not 0 <= label_noise < 1:
         raise UserError(f"label_noise must be at least 0 and below 1, got {label_noise}")
+    if noise_kind not in NOISE_KINDS:
+        raise UserError(f"unknown noise kind {noise_kind!r}; choose one of: {', '.join(NOISE_KINDS)}")
     if max_train_examples is not None and (not isinstance(max_train_examples, Integral) or max_train_examples <= 0):
         raise UserError(f"max_train_examples must be a positive integer, got {max_train_examples!r}")
 

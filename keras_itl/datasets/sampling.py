@@ -95,15 +95,22 @@ def imbalance_indices(
     return pick_per_class(labels, quotas, rng)
 
 
-def flip_labels(
-    labels: np.ndarray, fraction: float, num_classes: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Give exactly ``round(fraction * N)`` randomly chosen examples a different, random class.
+NOISE_KINDS = ("symmetric", "pair")
 
-    Returns the new labels and the sorted indices of the flipped examples. The new class is uniform
-    over the other ``num_classes - 1`` classes.
+
+def flip_labels(
+    labels: np.ndarray, fraction: float, num_classes: int, rng: np.random.Generator, kind: str = "symmetric"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give exactly ``round(fraction * N)`` randomly chosen examples a different class.
+
+    Returns the new labels and the sorted indices of the flipped examples. ``symmetric``: the new
+    class is uniform over the other ``num_classes - 1`` classes. ``pair``: class c becomes c + 1 mod
+    ``num_classes`` (structured noise, like a 7 labelled 1); the choice of examples is the same.
     """
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"unknown noise kind {kind!r}")
     flipped = np.sort(rng.choice(len(labels), size=round(fraction * len(labels)), replace=False))
     noisy = labels.copy()
-    noisy[flipped] = (labels[flipped] + rng.integers(1, num_classes, size=len(flipped))) % num_classes
+    shift = rng.integers(1, num_classes, size=len(flipped)) if kind == "symmetric" else 1
+    noisy[flipped] = (labels[flipped] + shift) % num_classes
     return noisy, flipped

@@ -1,0 +1,50 @@
+"""Validation data used once per decision: disjoint parts for influence, for selection and for the report.
+
+On one validation split the instance method used to (1) early-stop the warm-up, (2) compute the
+influence gradient g_val, (3) early-stop each refit, (4) choose among candidate drop sets and (5)
+report the val loss - so the drop set was optimised against the data it was judged on. Here the
+validation split is divided, stratified and seeded, into three disjoint parts:
+
+- ``influence``: early-stops the warm-up and gives g_val (everything that produces the scores);
+- ``selection``: judges the candidate drop sets and early-stops the final refit (everything that
+  picks the drop set and the final model);
+- ``report``: chooses nothing; the reported validation loss and accuracy come from it.
+
+The test split is not touched.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from keras_itl.datasets import Split
+from keras_itl.datasets.sampling import holdout_indices, stage_rng
+from keras_itl.errors import UserError
+
+PART_NAMES = ("influence", "selection", "report")
+REPORT_SHARE = 0.2  # of the validation split
+SELECTION_SHARE = 0.4  # of the validation split; influence gets the rest
+
+DESIGN = ("the validation split is divided (stratified, seeded) into disjoint parts: 'influence' early-stops "
+          "the warm-up and gives the influence gradient g_val; 'selection' judges the candidate drop sets and "
+          "early-stops the final refit; 'report' chose nothing and gives the reported validation numbers")
+
+
+def split_validation(val: Split, num_classes: int, seed: int) -> dict[str, Split]:
+    """The ``influence``, ``selection`` and ``report`` parts of ``val`` (disjoint, together all of it)."""
+    rest_rows, report_rows = _hold_out(val.labels, np.arange(len(val)), REPORT_SHARE, num_classes,
+                                       stage_rng(seed, "val-report"))
+    influence_rows, selection_rows = _hold_out(val.labels, rest_rows, SELECTION_SHARE / (1 - REPORT_SHARE),
+                                               num_classes, stage_rng(seed, "val-selection"))
+    return {"influence": val.subset(influence_rows), "selection": val.subset(selection_rows),
+            "report": val.subset(report_rows)}
+
+
+def _hold_out(labels: np.ndarray, rows: np.ndarray, fraction: float, num_classes: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held) rows: a stratified ``fraction`` of ``rows`` held out; a UserError if either side is empty."""
+    held = rows[holdout_indices(labels[rows], fraction, num_classes, rng)]
+    rest = np.setdiff1d(rows, held)
+    if len(held) == 0 or len(rest) == 0:
+        raise UserError(f"the validation split ({len(labels)} examples) is too small to divide into "
+                        f"{', '.join(PART_NAMES)} parts: raise --val-fraction")
+    return rest, held
