@@ -27,7 +27,7 @@ from keras_itl.datasets import Split, TargetDataset, load_dataset, parse_imbalan
 from keras_itl.errors import UserError
 from keras_itl.evaluation import Metrics, evaluate_model
 from keras_itl.export import export_model, run_metadata
-from keras_itl.influence import InfluenceConfig, SolverOptions, compute_influence
+from keras_itl.influence import InfluenceConfig, SolverOptions, WorkerShard, compute_influence
 from keras_itl.influence_report import describe_selection, noise_detection, write_influence_report
 from keras_itl.plots import plot_training_curves
 from keras_itl.reports import write_evaluation
@@ -235,7 +235,7 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
     influence = compute_influence(
         model, train, val, InfluenceConfig(scope=options.scope, batch_size=max(config.batch_size, 64),
                                            solver=options.solver_options(seed=config.seed), cache_dir=str(run_dir)),
-        verbose=verbose)
+        strategy=strategy, verbose=verbose)
     start_weights = source_weights if options.start == "source" else model.get_weights()
     refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
     refit_config = replace(config, epochs=options.refit_epochs or config.epochs)
@@ -259,7 +259,7 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
                              min_class_keep_fraction=options.min_class_keep_fraction, measure=measure)
     if verbose:
         print(describe_selection(selection, len(train)), flush=True)
-    keep = selection.keep_mask(influence.table.ids)
+    keep = WorkerShard(strategy).from_chief(selection.keep_mask(influence.table.ids))  # decided once
     if options.refit_epochs is not None or keep.tobytes() not in refits:
         refit(keep, config, "final")
     weights, history = refits[keep.tobytes()]

@@ -1,6 +1,7 @@
 """Influence of each training instance on the validation loss, by inverse-Hessian-vector products."""
 from keras_itl.influence.features import FeatureSet, FrozenFeatures, frozen_features
 from keras_itl.influence.scope import SCOPE_HELP, Scope, select_scope
+from keras_itl.influence.sharding import WorkerShard
 from keras_itl.influence.scores import (
     CSV_COLUMNS,
     InfluenceConfig,
@@ -31,6 +32,7 @@ __all__ = [
     "SolverError",
     "SolverOptions",
     "SolverReport",
+    "WorkerShard",
     "compute_influence",
     "frozen_features",
     "prepare_features",
