@@ -216,11 +216,13 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
         losses.append(batch_losses)
         scores.append(batch_scores)
         predicted.append(batch_predicted)
-    losses, scores, predicted = (shard.gather(np.concatenate(part), len(train)) for part in (losses, scores, predicted))
+    # One gather for all three columns (float64 holds the float32 values and class indices exactly).
+    columns = shard.gather(np.stack([np.concatenate(part).astype(np.float64) for part in (losses, scores, predicted)],
+                                    axis=1), len(train))
     timings["scores"] = time.perf_counter() - started
-    score_array = scores.astype(np.float64)
+    score_array = columns[:, 1]
     table = InfluenceTable(ids=np.asarray(train.ids), labels=np.asarray(train.labels),
-                           predicted_labels=predicted, losses=losses.astype(np.float64),
+                           predicted_labels=columns[:, 2].astype(np.int64), losses=columns[:, 0],
                            scores=score_array, predicted_delta_val_loss=score_array / len(train))
     return InfluenceResult(table=table, scope=scope.name, num_parameters=scope.num_parameters, val_loss=val_loss,
                            solver=report, timings=timings, frozen=features.describe())
