@@ -1,7 +1,6 @@
 """Influence of each training instance on the validation loss, by inverse-Hessian-vector products."""
 from keras_itl.influence.features import FeatureSet, FrozenFeatures, frozen_features
 from keras_itl.influence.scope import SCOPE_HELP, Scope, select_scope
-from keras_itl.influence.sharding import WorkerShard
 from keras_itl.influence.scores import (
     CSV_COLUMNS,
     InfluenceConfig,
@@ -10,6 +9,7 @@ from keras_itl.influence.scores import (
     compute_influence,
     prepare_features,
 )
+from keras_itl.influence.sharding import WorkerShard
 from keras_itl.influence.solvers import (
     EXACT_MAX_PARAMETERS,
     SOLVERS,
