@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_itl.baselines import (
     Ranking,
@@ -62,7 +63,8 @@ class RankedInstances:
 
 def rank_instances(model: keras.Model, train: Split, parts: dict[str, Split], policy: Policy, *,
                    num_classes: int, seed: int, scope: str, solver: SolverOptions, batch_size: int,
-                   cache_dir: str | None = None, verbose: bool) -> RankedInstances:
+                   cache_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
+                   verbose: bool) -> RankedInstances:
     """Features of the warmed-up ``model`` and the ranking ``policy`` asks for.
 
     Influence is computed against the ``influence`` validation part only; the ``selection`` part's
@@ -82,7 +84,8 @@ def rank_instances(model: keras.Model, train: Split, parts: dict[str, Split], po
         influence = compute_influence(model, train, parts["influence"],
                                       InfluenceConfig(scope=scope, batch_size=batch_size, solver=solver,
                                                       cache_dir=cache_dir),
-                                      features=head if scope == "head" else None, verbose=verbose)
+                                      features=head if scope == "head" else None, strategy=strategy,
+                                      verbose=verbose)
         deltas = influence.table.predicted_delta_val_loss
         ranking = Ranking(deltas, None, -deltas)
     elif policy.family == "loss":

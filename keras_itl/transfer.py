@@ -29,7 +29,7 @@ from keras_itl.determinism import make_deterministic
 from keras_itl.errors import UserError
 from keras_itl.evaluation import Metrics, evaluate_model
 from keras_itl.export import export_model, run_metadata
-from keras_itl.influence import SolverOptions
+from keras_itl.influence import SolverOptions, WorkerShard
 from keras_itl.influence_report import describe_selection
 from keras_itl.instance_selection import JUDGES, rank_instances, selection_report, write_selection_files
 from keras_itl.plots import plot_training_curves
@@ -252,7 +252,8 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
                         verbose=verbose, prefix="warmup-")
     ranked = rank_instances(model, train, parts, policy, num_classes=data.info.num_classes, seed=config.seed,
                             scope=options.scope, solver=options.solver_options(seed=config.seed),
-                            batch_size=max(config.batch_size, 64), cache_dir=str(run_dir), verbose=verbose)
+                            batch_size=max(config.batch_size, 64), cache_dir=str(run_dir), strategy=strategy,
+                            verbose=verbose)
     start_weights = source_weights if options.start == "source" else model.get_weights()
     refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
     refit_config = replace(config, epochs=options.refit_epochs or config.epochs)
@@ -280,7 +281,7 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
                              auto_margin=options.auto_margin, measure=measure, eligible=ranked.ranking.eligible)
     if verbose:
         print(describe_selection(selection, len(train)), flush=True)
-    keep = selection.keep_mask(train.ids)
+    keep = WorkerShard(strategy).from_chief(selection.keep_mask(train.ids))  # decided once, by the chief
     if options.refit_epochs is not None or keep.tobytes() not in refits:
         refit(keep, config, "final")
     weights, history = refits[keep.tobytes()]

@@ -9,6 +9,7 @@ from keras_itl.influence.scores import (
     compute_influence,
     prepare_features,
 )
+from keras_itl.influence.sharding import WorkerShard
 from keras_itl.influence.solvers import (
     EXACT_MAX_PARAMETERS,
     SOLVERS,
@@ -31,6 +32,7 @@ __all__ = [
     "SolverError",
     "SolverOptions",
     "SolverReport",
+    "WorkerShard",
     "compute_influence",
     "frozen_features",
     "prepare_features",

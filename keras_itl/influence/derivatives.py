@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_itl.influence.scope import Scope
+from keras_itl.influence.sharding import UNSHARDED, WorkerShard
 
 if TYPE_CHECKING:  # features builds on this module
     from keras_itl.influence.features import Examples
@@ -83,30 +84,30 @@ class LossDerivatives:
         blocks = outer.jacobian(gradient, self._primals, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return tf.concat([tf.reshape(b, [tf.shape(gradient)[0], -1]) for b in blocks], axis=1)
 
-    def mean_gradient(self, examples: Examples) -> tuple[tf.Tensor, float]:
-        """(mean gradient of the loss, mean loss) over the examples."""
+    def mean_gradient(self, examples: Examples, shard: WorkerShard = UNSHARDED) -> tuple[tf.Tensor, float]:
+        """(mean gradient of the loss, mean loss) over the examples; with ``shard``, summed over the workers' shards."""
         gradient = tf.zeros([self.scope.num_parameters])
         loss = 0.0
-        for inputs, labels in examples.batches(self.batch_size):
+        for inputs, labels in shard.take(examples).batches(self.batch_size):
             total, batch_gradient = self._gradient_fn(inputs, labels)
             gradient += batch_gradient
             loss += float(total)
-        return gradient / len(examples), loss / len(examples)
+        return shard.sum(gradient) / len(examples), float(shard.sum(np.asarray(loss))) / len(examples)
 
-    def hvp(self, examples: Examples, vector: tf.Tensor) -> tf.Tensor:
+    def hvp(self, examples: Examples, vector: tf.Tensor, shard: WorkerShard = UNSHARDED) -> tf.Tensor:
         """Mean-loss Hessian over the examples times ``vector`` (Pearlmutter's trick, reverse over reverse)."""
         product = tf.zeros_like(vector)
-        for inputs, labels in examples.batches(self.batch_size):
+        for inputs, labels in shard.take(examples).batches(self.batch_size):
             product += self._hvp_fn(inputs, labels, vector)
-        return product / len(examples)
+        return shard.sum(product) / len(examples)
 
-    def hessian(self, examples: Examples) -> np.ndarray:
+    def hessian(self, examples: Examples, shard: WorkerShard = UNSHARDED) -> np.ndarray:
         """The dense mean-loss Hessian, float64, for small scopes only."""
         size = self.scope.num_parameters
         hessian = np.zeros((size, size))
-        for inputs, labels in examples.batches(self.batch_size):
+        for inputs, labels in shard.take(examples).batches(self.batch_size):
             hessian += self._hessian_fn(inputs, labels).numpy()
-        hessian /= len(examples)
+        hessian = shard.sum(hessian) / len(examples)
         return (hessian + hessian.T) / 2
 
     def directional_derivatives(self, examples: Examples, vector: tf.Tensor

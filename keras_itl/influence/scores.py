@@ -30,6 +30,7 @@ from keras_itl.influence.features import (
     FrozenFeatures,
     frozen_features,
 )
+from keras_itl.influence.sharding import WorkerShard
 from keras_itl.influence.solvers import SolverOptions, SolverReport, solve
 from keras_itl.influence.store import load_solution, save_solution, solution_key
 
@@ -138,8 +139,8 @@ def prepare_features(model: keras.Model, train: Split, val: Split, config: Influ
 
 
 def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient: tf.Tensor,
-           config: InfluenceConfig, verbose: bool) -> tuple[tf.Tensor, SolverReport]:
-    """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them)."""
+           config: InfluenceConfig, shard: WorkerShard, verbose: bool) -> tuple[tf.Tensor, SolverReport]:
+    """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them), each product summed over shards."""
     hessian_examples = features.splits["train"]
     if config.hessian_max_examples and config.hessian_max_examples < len(hessian_examples):
         rng = np.random.default_rng(config.solver.seed)
@@ -147,29 +148,32 @@ def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient:
         hessian_examples = hessian_examples.subset(chosen)
 
     def hessian_product(vector: tf.Tensor) -> tf.Tensor:
-        return derivatives.hvp(hessian_examples, vector)
+        return derivatives.hvp(hessian_examples, vector, shard)
 
     def sampled_product(vector: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
         size = config.solver.lissa_batch_size
         if not size or size >= len(hessian_examples):
             return hessian_product(vector)
         return derivatives.hvp(hessian_examples.subset(np.sort(rng.choice(len(hessian_examples), size,
-                                                                          replace=False))), vector)
+                                                                          replace=False))), vector, shard)
 
     return solve(config.solver, val_gradient, hessian_product, sampled_product,
-                 lambda: derivatives.hessian(hessian_examples), features.scope.num_parameters,
+                 lambda: derivatives.hessian(hessian_examples, shard), features.scope.num_parameters,
                  _progress(config.solver.solver, verbose),
                  notify=(lambda message: print(f"influence: {message}", flush=True)) if verbose else None)
 
 
 def compute_influence(model: keras.Model, train: Split, val: Split, config: InfluenceConfig = InfluenceConfig(),
                       *, features: FrozenFeatures | None = None, solution_path: str | os.PathLike | None = None,
-                      verbose: bool = True) -> InfluenceResult:
+                      strategy: tf.distribute.Strategy | None = None, verbose: bool = True) -> InfluenceResult:
     """Score every training instance by its predicted effect on the mean validation loss.
 
     ``features`` are the frozen part's activations from ``prepare_features`` (computed here when
     not given). With ``solution_path``, a saved s solved for this very model, scope, solver
     settings and data is reused instead of solving again, and a new solve is saved there.
+    Under a multi-worker ``strategy`` each worker computes its shard of the validation gradient,
+    of every Hessian-vector product and of the scores (see sharding.py); every worker returns the
+    same full table. Such a run neither reuses nor saves a solution (every worker must take part in the solve).
     """
     if features is None:
         features = prepare_features(model, train, val, config, verbose)
@@ -177,10 +181,11 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
         raise ValueError(f"features were computed for scope {features.scope.name!r}, not {config.scope!r}")
     scope = features.scope
     derivatives = features.derivatives(config.batch_size)
+    shard = WorkerShard(strategy)
     timings: dict[str, float] = {"features": features.seconds}
 
     started = time.perf_counter()
-    val_gradient, val_loss = derivatives.mean_gradient(features.splits["val"])
+    val_gradient, val_loss = derivatives.mean_gradient(features.splits["val"], shard)
     timings["val_gradient"] = time.perf_counter() - started
     if float(tf.norm(val_gradient)) == 0.0:
         raise UserError(f"the validation loss has zero gradient over the {scope.name} scope (validation loss "
@@ -188,13 +193,13 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
 
     started = time.perf_counter()
     key = stored = None
-    if solution_path is not None:
+    if solution_path is not None and not shard.sharded:  # workers must all solve, or none
         key = solution_key(model, scope.name, config.solver, config.hessian_max_examples, train, val)
         stored = load_solution(solution_path, key)
     if stored is not None:
         solution, report = stored
     else:
-        solution, report = _solve(features, derivatives, val_gradient, config, verbose)
+        solution, report = _solve(features, derivatives, val_gradient, config, shard, verbose)
         if key is not None:
             save_solution(solution_path, solution, report, key)
     timings["solve"] = time.perf_counter() - started
@@ -207,14 +212,17 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
     started = time.perf_counter()
     losses, scores, predicted = [], [], []
     for batch_losses, batch_scores, batch_predicted in derivatives.directional_derivatives(
-            features.splits["train"], solution):
+            shard.take(features.splits["train"]), solution):
         losses.append(batch_losses)
         scores.append(batch_scores)
         predicted.append(batch_predicted)
+    # One gather for all three columns (float64 holds the float32 values and class indices exactly).
+    columns = shard.gather(np.stack([np.concatenate(part).astype(np.float64) for part in (losses, scores, predicted)],
+                                    axis=1), len(train))
     timings["scores"] = time.perf_counter() - started
-    score_array = np.concatenate(scores).astype(np.float64)
+    score_array = columns[:, 1]
     table = InfluenceTable(ids=np.asarray(train.ids), labels=np.asarray(train.labels),
-                           predicted_labels=np.concatenate(predicted), losses=np.concatenate(losses).astype(np.float64),
+                           predicted_labels=columns[:, 2].astype(np.int64), losses=columns[:, 0],
                            scores=score_array, predicted_delta_val_loss=score_array / len(train))
     return InfluenceResult(table=table, scope=scope.name, num_parameters=scope.num_parameters, val_loss=val_loss,
                            solver=report, timings=timings, frozen=features.describe())
