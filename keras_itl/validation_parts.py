@@ -41,8 +41,14 @@ def split_validation(val: Split, num_classes: int, seed: int) -> dict[str, Split
 
 def _hold_out(labels: np.ndarray, rows: np.ndarray, fraction: float, num_classes: int,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, held) rows: a stratified ``fraction`` of ``rows`` held out; a UserError if either side is empty."""
+    """(rest, held) rows: a stratified ``fraction`` of ``rows`` held out; a UserError if either side is empty.
+
+    With one example per class (many classes, a small validation split) stratification holds out
+    nothing; a random ``fraction`` (at least one row) is held out instead.
+    """
     held = rows[holdout_indices(labels[rows], fraction, num_classes, rng)]
+    if len(held) == 0 and len(rows) >= 2:
+        held = np.sort(rng.choice(rows, max(1, round(fraction * len(rows))), replace=False))
     rest = np.setdiff1d(rows, held)
     if len(held) == 0 or len(rest) == 0:
         raise UserError(f"the validation split ({len(labels)} examples) is too small to divide into "

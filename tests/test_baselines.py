@@ -108,9 +108,16 @@ def test_validation_parts_are_disjoint_cover_the_split_and_are_stratified():
     assert list(split_validation(val, 4, seed=1)["report"].ids) != list(parts["report"].ids)
 
 
+def test_one_example_per_class_is_divided_at_random():
+    val = _val_split(per_class=1, classes=10)
+    parts = split_validation(val, 10, seed=0)
+    assert [len(parts[name]) for name in PART_NAMES] == [4, 4, 2]
+    assert set().union(*(set(parts[name].ids) for name in PART_NAMES)) == set(val.ids)
+
+
 def test_a_validation_split_too_small_to_divide_is_a_user_error():
     with pytest.raises(UserError, match="raise --val-fraction"):
-        split_validation(_val_split(per_class=1, classes=3), 3, seed=0)
+        split_validation(_val_split(per_class=1, classes=2), 2, seed=0)
 
 
 # --- pair noise ----------------------------------------------------------------------------------------------
