@@ -19,10 +19,6 @@ requests per client, cut short at a per-cell time limit. Clients are threads of 
 on a 2-core machine they share the cores with the server, as local callers do. Predictions of the
 three ways are checked to agree before anything is timed.
 
-A second server started with --enable_batching (max_batch_size 8, batch_timeout_micros 2000) is then
-measured at batch 1 with 8 clients over REST and gRPC, against the same cells without batching
-(issue 13: requests/s with batching >= 2x without).
-
 A last measurement times small REST requests (batch 1, one client) while another connection keeps one
 big `:predict` body (--big-mb, default 16 MB of JSON) in flight, against the same requests on an idle
 server: a big body must not stall everyone else.
@@ -91,22 +87,23 @@ class Cell:
 
 
 # -- model and server --------------------------------------------------------------------------------
-def _export(base_path: Path) -> Path:
-    """Export a random-weight small-cnn digit classifier as version 1 under ``base_path``; its directory."""
+def export_classifier(base_path: Path, arch: str = "small-cnn", image_size: int = 28, channels: int = 1) -> Path:
+    """Export a random-weight 10-class classifier (small-cnn 28x28x1 by default) as version 1 under
+    ``base_path``; its directory."""
     keras.utils.set_random_seed(0)
-    model = build_model("small-cnn", 10, image_size=28, channels=1)
+    model = build_model(arch, 10, image_size=image_size, channels=channels, weights=None)
     result = export_model(model, base_path, class_names=[str(digit) for digit in range(10)],
-                          metadata={"architecture": "small-cnn", "source": "benchmark (random weights)"})
+                          metadata={"architecture": arch, "source": "benchmark (random weights)"})
     return result.path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
 
 
-def _keras_itl_script() -> Path:
+def keras_itl_script() -> Path:
     """The ``keras-itl`` entry point installed beside this interpreter, so the venv's own is used."""
     script = Path(sys.executable).with_name("keras-itl")
     if not script.exists():
@@ -114,7 +111,7 @@ def _keras_itl_script() -> Path:
     return script
 
 
-def _wait_available(process: subprocess.Popen, rest_port: int, log_path: Path, timeout: float = 120.0) -> None:
+def wait_available(process: subprocess.Popen, rest_port: int, log_path: Path, timeout: float = 120.0) -> None:
     """Poll the model status until a version is AVAILABLE; fail with the server log otherwise."""
     status_url = f"http://{HOST}:{rest_port}/v1/models/{MODEL_NAME}"
     deadline = time.monotonic() + timeout
@@ -132,7 +129,7 @@ def _wait_available(process: subprocess.Popen, rest_port: int, log_path: Path, t
     raise SystemExit(f"model not available within {timeout:.0f}s:\n{log_path.read_text(errors='replace')}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_server(process: subprocess.Popen) -> None:
     """SIGTERM (graceful shutdown), then kill if it has not exited within 15 s."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -144,22 +141,22 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def _server(base_path: Path, log_path: Path, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, int, int]]:
+def serve(base_path: Path, log_path: Path, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, int, int]]:
     """Run ``keras-itl serve`` on free local ports until the block ends; yields (pid, REST port, gRPC port)."""
-    rest_port, grpc_port = _free_port(), _free_port()
-    command = [str(_keras_itl_script()), "serve", "--model-base-path", str(base_path), "--model-name", MODEL_NAME,
+    rest_port, grpc_port = free_port(), free_port()
+    command = [str(keras_itl_script()), "serve", "--model-base-path", str(base_path), "--model-name", MODEL_NAME,
                "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--host", HOST, *extra]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_available(process, rest_port, log_path)
+            wait_available(process, rest_port, log_path)
             yield process.pid, rest_port, grpc_port
         finally:
-            _stop(process)
+            stop_server(process)
 
 
 # -- the three ways to call the signature ------------------------------------------------------------
-def _in_process(signature, images: np.ndarray) -> OpenCaller:
+def in_process(signature, images: np.ndarray) -> OpenCaller:
     """Callers of the loaded ``serving_default`` signature (shared by all client threads)."""
     @contextlib.contextmanager
     def open_caller() -> Iterator[Call]:
@@ -167,7 +164,7 @@ def _in_process(signature, images: np.ndarray) -> OpenCaller:
     return open_caller
 
 
-def _rest_caller(rest_port: int, body: Callable[[], bytes], read: Callable[[dict], np.ndarray]) -> OpenCaller:
+def rest_caller(rest_port: int, body: Callable[[], bytes], read: Callable[[dict], np.ndarray]) -> OpenCaller:
     """Callers POSTing ``body()`` to ``:predict`` over their own keep-alive HTTP connection."""
     path = f"/v1/models/{MODEL_NAME}:predict"
     headers = {"Content-Type": "application/json"}
@@ -191,14 +188,14 @@ def _rest_caller(rest_port: int, body: Callable[[], bytes], read: Callable[[dict
     return open_caller
 
 
-def _row_probabilities(answer: dict) -> np.ndarray:
+def row_probabilities(answer: dict) -> np.ndarray:
     return np.array([row["probabilities"] for row in answer["predictions"]], np.float32)
 
 
-def _rest(rest_port: int, images: np.ndarray) -> OpenCaller:
+def rest(rest_port: int, images: np.ndarray) -> OpenCaller:
     """Row-format JSON of the float batch to ``serving_default``, encoded on every request."""
-    return _rest_caller(rest_port, lambda: orjson.dumps({"instances": images}, option=orjson.OPT_SERIALIZE_NUMPY),
-                        _row_probabilities)
+    return rest_caller(rest_port, lambda: orjson.dumps({"instances": images}, option=orjson.OPT_SERIALIZE_NUMPY),
+                        row_probabilities)
 
 
 def _rest_b64(rest_port: int, pngs: list[bytes]) -> OpenCaller:
@@ -206,10 +203,10 @@ def _rest_b64(rest_port: int, pngs: list[bytes]) -> OpenCaller:
     def body() -> bytes:
         return orjson.dumps({"signature_name": BYTES_SIGNATURE,
                              "instances": [{"b64": base64.b64encode(png).decode("ascii")} for png in pngs]})
-    return _rest_caller(rest_port, body, _row_probabilities)
+    return rest_caller(rest_port, body, row_probabilities)
 
 
-def _grpc(grpc_port: int, images: np.ndarray) -> OpenCaller:
+def grpc_opener(grpc_port: int, images: np.ndarray) -> OpenCaller:
     """Callers using GrpcClient, each on its own channel."""
     @contextlib.contextmanager
     def open_caller() -> Iterator[Call]:
@@ -218,7 +215,7 @@ def _grpc(grpc_port: int, images: np.ndarray) -> OpenCaller:
     return open_caller
 
 
-def _check_agreement(openers: dict[str, OpenCaller]) -> None:
+def check_agreement(openers: dict[str, OpenCaller]) -> None:
     """All ways must return the same probabilities for the same batch, or the comparison means nothing."""
     results = {}
     for way, open_caller in openers.items():
@@ -230,8 +227,8 @@ def _check_agreement(openers: dict[str, OpenCaller]) -> None:
 
 
 # -- measuring ---------------------------------------------------------------------------------------
-def _client(open_caller: OpenCaller, warmup: int, requests: int, max_seconds: float,
-            start_together: threading.Barrier) -> list[tuple[float, float]]:
+def client_spans(open_caller: OpenCaller, warmup: int, requests: int, max_seconds: float,
+                 start_together: threading.Barrier) -> list[tuple[float, float]]:
     """(start, end) of each timed request of one client, after its warm-up; stops at the time limit."""
     with open_caller() as call:
         try:
@@ -250,17 +247,28 @@ def _client(open_caller: OpenCaller, warmup: int, requests: int, max_seconds: fl
     return spans
 
 
-def _measure(open_caller: OpenCaller, clients: int, args: argparse.Namespace) -> Cell:
-    """Run ``clients`` concurrent clients; latency percentiles over all requests, requests/s over the wall time."""
+def concurrent_spans(open_caller: OpenCaller, clients: int, warmup: int, requests: int,
+                     max_seconds: float) -> list[tuple[float, float]]:
+    """(start, end) of every timed request of ``clients`` concurrent clients (see ``client_spans``)."""
     start_together = threading.Barrier(clients, timeout=120)
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        futures = [pool.submit(_client, open_caller, args.warmup, args.requests, args.max_seconds, start_together)
+        futures = [pool.submit(client_spans, open_caller, warmup, requests, max_seconds, start_together)
                    for _ in range(clients)]
-        spans = [span for future in futures for span in future.result()]
+        return [span for future in futures for span in future.result()]
+
+
+def cell_of(spans: list[tuple[float, float]], wall: float | None = None) -> Cell:
+    """Latency percentiles of ``spans``; requests/s over ``wall`` seconds (default: first start to last end)."""
     latencies_ms = np.array([end - start for start, end in spans]) * 1000.0
-    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    if wall is None:
+        wall = max(end for _, end in spans) - min(start for start, _ in spans)
     p50, p99 = np.percentile(latencies_ms, [50, 99])
     return Cell(requests=len(spans), p50_ms=float(p50), p99_ms=float(p99), requests_per_second=len(spans) / wall)
+
+
+def _measure(open_caller: OpenCaller, clients: int, args: argparse.Namespace) -> Cell:
+    """Run ``clients`` concurrent clients; latency percentiles over all requests, requests/s over the wall time."""
+    return cell_of(concurrent_spans(open_caller, clients, args.warmup, args.requests, args.max_seconds))
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -298,20 +306,6 @@ def _measure_beside_big(small: OpenCaller, big: OpenCaller, args: argparse.Names
     return cell, durations
 
 
-def _measure_batching(base_path: Path, temp: Path, in_process: OpenCaller, images: np.ndarray,
-                      args: argparse.Namespace) -> dict[tuple[str, int, int], Cell]:
-    """REST and gRPC at batch 1 with 8 clients against a server started with --enable_batching."""
-    batching_file = temp / "batching.config"
-    batching_file.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000 }\n")
-    cells = {}
-    with _server(base_path, temp / "batching.log",
-                 ("--enable_batching", "--batching_parameters_file", str(batching_file))) as (_, rest_port, grpc_port):
-        for way, opener in (("REST batched", _rest(rest_port, images)), ("gRPC batched", _grpc(grpc_port, images))):
-            _check_agreement({"in-process": in_process, way: opener})
-            cells[way, 1, CLIENTS[-1]] = _measure(opener, CLIENTS[-1], args)
-    return cells
-
-
 def _verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
@@ -333,15 +327,6 @@ def _figures(cells: dict[tuple[str, int, int], Cell]) -> dict[str, float]:
         "grpc_vs_inprocess_images_b32": images("gRPC") / images("in-process"),
         "grpc_clients_8_vs_1": cells["gRPC", 1, 8].requests_per_second / cells["gRPC", 1, 1].requests_per_second,
     }
-    if ("REST batched", 1, 8) in cells:
-        figures.update({
-            "batching_rest_8_clients_vs_unbatched":
-                cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 8].requests_per_second,
-            "batching_grpc_8_clients_vs_unbatched":
-                cells["gRPC batched", 1, 8].requests_per_second / cells["gRPC", 1, 8].requests_per_second,
-            "batching_rest_clients_8_vs_1":
-                cells["REST batched", 1, 8].requests_per_second / cells["REST", 1, 1].requests_per_second,
-        })
     return figures
 
 
@@ -355,12 +340,6 @@ def _print_targets(figures: dict[str, float]) -> None:
           + _ratio(figures["rest_clients_8_vs_1"], SCALING_TARGET))
     print(f"REST b64 images/s at batch 32 / in-process float: {figures['b64_vs_inprocess_images_b32']:.2f} "
           + _ratio(figures["b64_vs_inprocess_images_b32"], IMAGES_SHARE_TARGET))
-    if "batching_rest_8_clients_vs_unbatched" in figures:
-        print(f"batching, batch 1, 8 clients, requests/s batched / unbatched: REST "
-              f"{figures['batching_rest_8_clients_vs_unbatched']:.2f}x, gRPC "
-              f"{figures['batching_grpc_8_clients_vs_unbatched']:.2f}x "
-              + _ratio(figures["batching_rest_8_clients_vs_unbatched"], 2.0)
-              + f"; REST batched 8 clients / unbatched 1 client {figures['batching_rest_clients_8_vs_1']:.2f}x")
     print(f"gRPC (no targets): overhead {figures['grpc_overhead_ms_b1']:.2f} ms, images/s share at batch 32 "
           f"{figures['grpc_vs_inprocess_images_b32']:.2f}, 8 clients / 1 client {figures['grpc_clients_8_vs_1']:.2f}x")
 
@@ -378,8 +357,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per client before each cell")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="time limit of each cell's timed part")
     parser.add_argument("--big-mb", type=float, default=16.0, help="size of the big request kept in flight")
-    parser.add_argument("--without-batching", action="store_true",
-                        help="skip the batching server (for servers that lack --enable_batching)")
     args = parser.parse_args()
     began = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -388,21 +365,19 @@ def main() -> None:
             for batch, images in batches.items()}
     big = _big_batch(rng, args.big_mb)
     with tempfile.TemporaryDirectory() as temp:
-        version_dir = _export(Path(temp) / MODEL_NAME)
+        version_dir = export_classifier(Path(temp) / MODEL_NAME)
         signature = tf.saved_model.load(str(version_dir)).signatures[DEFAULT_SIGNATURE]
-        with _server(version_dir.parent, Path(temp) / "server.log") as (pid, rest_port, grpc_port):
+        with serve(version_dir.parent, Path(temp) / "server.log") as (pid, rest_port, grpc_port):
             print(f"keras-itl serve pid {pid}: REST {HOST}:{rest_port}, gRPC {HOST}:{grpc_port}; "
                   f"{os.cpu_count()} CPU core(s); small-cnn 28x28x1, 10 classes")
-            openers = {batch: {"in-process": _in_process(signature, images), "REST": _rest(rest_port, images),
-                               "REST b64": _rest_b64(rest_port, pngs[batch]), "gRPC": _grpc(grpc_port, images)}
+            openers = {batch: {"in-process": in_process(signature, images), "REST": rest(rest_port, images),
+                               "REST b64": _rest_b64(rest_port, pngs[batch]), "gRPC": grpc_opener(grpc_port, images)}
                        for batch, images in batches.items()}
             for by_way in openers.values():
-                _check_agreement(by_way)
+                check_agreement(by_way)
             cells = {(way, batch, clients): _measure(openers[batch][way], clients, args)
                      for way in WAYS for batch in BATCHES for clients in CLIENTS}
-            beside_big, big_seconds = _measure_beside_big(openers[1]["REST"], _rest(rest_port, big), args)
-        if not args.without_batching:
-            cells.update(_measure_batching(version_dir.parent, Path(temp), openers[1]["in-process"], batches[1], args))
+            beside_big, big_seconds = _measure_beside_big(openers[1]["REST"], rest(rest_port, big), args)
     _print_table(cells)
     print(f"\nREST batch 1, 1 client, while a {args.big_mb:g} MB request ({len(big)} images) is in flight: "
           f"p50 {beside_big.p50_ms:.2f} ms, p99 {beside_big.p99_ms:.2f} ms over {beside_big.requests} requests "
