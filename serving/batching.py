@@ -9,6 +9,9 @@ run once by one of ``num_batch_threads`` threads, and its outputs split back by 
 ``max_enqueued_batches`` batches' worth of waiting rows is refused as UNAVAILABLE (503), as TF Serving
 does. Requests are checked before they queue, so a bad request fails alone; requests that cannot be
 batched (no batch dimension, larger than a batch) run on their own. One batcher serves REST and gRPC.
+Its threads are named after ``thread_pool_name``, which also labels the queuing-latency metric.
+``pad_variable_length_inputs`` (padding inputs that differ beyond the first dimension) is refused:
+outputs would need un-padding that a SavedModel's signature does not describe.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import numpy as np
 from keras_itl.errors import UserError
 from keras_itl.serving.config_protos import parse_config
 from keras_itl.serving.errors import Unavailable
+from keras_itl.serving.metrics import record_batch, record_dequeued, record_queued
 from keras_itl.serving.prediction import (call_signature, check_inputs, check_output_filter, run_prediction,
                                           select_outputs)
 from keras_itl.serving.signatures import Signature
@@ -36,13 +40,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchingOptions:
-    """TF Serving's BatchingParameters (the fields this server acts on)."""
+    """TF Serving's BatchingParameters (all but ``pad_variable_length_inputs``, which is refused)."""
 
     max_batch_size: int = 32
     batch_timeout_micros: int = 1000
     max_enqueued_batches: int = 100
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple[int, ...] = ()
+    thread_pool_name: str = "batch_threads"  # TF Serving's default name
 
     def __post_init__(self):
         if min(self.max_batch_size, self.max_enqueued_batches, self.num_batch_threads) < 1 or \
@@ -63,9 +68,12 @@ def load_batching_parameters(path: str | Path | None) -> BatchingOptions:
     if path is None:
         return BatchingOptions()
     config = parse_config(path, "BatchingParameters")
+    if config.pad_variable_length_inputs:
+        raise UserError(f"batching parameters {path}: pad_variable_length_inputs is not supported by keras-itl serve "
+                        "(requests are batched only when their inputs agree beyond the first dimension)")
     given = {name: getattr(config, name).value for name in
-             ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
-             if config.HasField(name)}
+             ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+              "thread_pool_name") if config.HasField(name)}
     return BatchingOptions(**given, allowed_batch_sizes=tuple(config.allowed_batch_sizes))
 
 
@@ -111,7 +119,7 @@ class Batcher:
         self._condition = threading.Condition()
         self._queues: dict[tuple, _Queue] = {}
         self._stopped = False
-        self._threads = [threading.Thread(target=self._work, name=f"batch-{i}", daemon=True)
+        self._threads = [threading.Thread(target=self._work, name=f"{options.thread_pool_name}-{i}", daemon=True)
                          for i in range(options.num_batch_threads)]
         for thread in self._threads:
             thread.start()
@@ -134,6 +142,7 @@ class Batcher:
             return run_prediction(signature, inputs, output_filter, model_name)
         check_inputs(signature, inputs)
         task = _Task(inputs, rows, check_output_filter(signature, output_filter), time.monotonic())
+        record_queued(rows)
         layout = tuple((name, value.dtype.str, value.shape[1:]) for name, value in sorted(inputs.items()))
         with self._condition:
             queue = self._queues.setdefault((id(signature), layout), _Queue(signature, model_name))
@@ -166,6 +175,8 @@ class Batcher:
             self._run(*batch)
 
     def _run(self, queue: _Queue, tasks: list[_Task]) -> None:
+        now = time.monotonic()
+        record_dequeued(self.options.thread_pool_name, [now - task.arrived for task in tasks])
         if len(tasks) > 1:
             try:
                 self._run_together(queue, tasks)
@@ -173,6 +184,7 @@ class Batcher:
             except Exception:  # one failing batch must not fail requests that succeed on their own
                 log.debug("batch of %d requests failed; running them one by one", len(tasks), exc_info=True)
         for task in tasks:
+            record_batch(task.rows, task.rows)
             try:
                 outputs = call_signature(queue.signature, task.inputs, queue.model_name)
                 task.result.set_result(select_outputs(outputs, task.wanted))
@@ -186,6 +198,7 @@ class Batcher:
         for name in tasks[0].inputs:
             joined = np.concatenate([task.inputs[name] for task in tasks])
             merged[name] = np.concatenate([joined, np.repeat(joined[-1:], size - rows, axis=0)]) if size > rows else joined
+        record_batch(rows, size)
         outputs = call_signature(queue.signature, merged, queue.model_name)
         if any(np.ndim(value) == 0 or len(value) != size for value in outputs.values()):
             raise ValueError("outputs without the batch dimension cannot be split")

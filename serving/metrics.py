@@ -10,7 +10,14 @@ TF Serving exports (among others) these, which dashboards built for it query by 
   model call alone;
 - ``:tensorflow:cc:saved_model:load_attempt_count{model_path, status}``: version loads, ``success`` or
   ``fail``; ``:tensorflow:cc:saved_model:load_latency{model_path}``: total microseconds spent in
-  successful loads.
+  successful loads;
+- ``:tensorflow:serving:model_warmup_latency{model_path, status}``: histogram, microseconds, of replaying a
+  version's warmup file (recorded, as in TF Serving, when the whole file was replayed: status ``OK``);
+- with server-side batching, the batching session's: ``...:batching_session:queuing_latency{thread_pool_name}``
+  (microseconds a request waited in the batch queue), ``...:batching_session:wrapped_run_count`` (model
+  calls made for batches), and ``...:batching_session:input_batch_size``, ``processed_batch_size`` and
+  ``padding_size{execution_batch_size}`` (rows per request, per model call, and padding rows added; TF
+  Serving keeps these three as percentiles, here they are histograms).
 
 The values live in one process-wide registry (as TF Serving's do) and are written by
 ``prometheus_client``. Counters are exposed as untyped samples under their exact names: the client
@@ -75,6 +82,27 @@ LOAD_LATENCY = _Count(":tensorflow:cc:saved_model:load_latency",
                       "Latency in microseconds for SavedModels that were successfully loaded.", ("model_path",))
 
 
+WARMUP_LATENCY = _histogram(":tensorflow:serving:model_warmup_latency",
+                            "Distribution of wall time (in microseconds) for warming up the model.", ("model_path", "status"))
+# TF Serving's queuing-latency buckets: 100 us growing by 1.2x, 52 of them (~1 second).
+QUEUING_BUCKETS_US = tuple(100 * 1.2**k for k in range(52))
+SIZE_BUCKETS = tuple(2**k for k in range(17))
+BATCH_QUEUING_LATENCY = prometheus_client.Histogram(
+    ":tensorflow:serving:batching_session:queuing_latency", "Distribution of wall time spent (in microseconds) in "
+    "queuing", ("thread_pool_name",), buckets=QUEUING_BUCKETS_US, registry=REGISTRY)
+WRAPPED_RUN_COUNT = _Count(":tensorflow:serving:batching_session:wrapped_run_count",
+                           "Total count of run calls on the wrapped session", ())
+INPUT_BATCH_SIZE = prometheus_client.Histogram(":tensorflow:serving:batching_session:input_batch_size",
+                                               "Tracks the batch size distribution on the inputs.", (),
+                                               buckets=SIZE_BUCKETS, registry=REGISTRY)
+PROCESSED_BATCH_SIZE = prometheus_client.Histogram(":tensorflow:serving:batching_session:processed_batch_size",
+                                                   "Tracks the batch size distribution on processing.", (),
+                                                   buckets=SIZE_BUCKETS, registry=REGISTRY)
+PADDING_SIZE = prometheus_client.Histogram(":tensorflow:serving:batching_session:padding_size",
+                                           "Tracks the padding size distribution on batches.", ("execution_batch_size",),
+                                           buckets=(0, *SIZE_BUCKETS), registry=REGISTRY)
+
+
 def record_request(model_name: str, entrypoint: str, status: str, seconds: float, api: str = "predict") -> None:
     """Count one request and its latency."""
     REQUEST_COUNT.inc(model_name, status)
@@ -91,6 +119,29 @@ def record_load(model_path: Path, seconds: float | None) -> None:
     LOAD_ATTEMPTS.inc(str(model_path), "fail" if seconds is None else "success")
     if seconds is not None:
         LOAD_LATENCY.inc(str(model_path), amount=seconds * 1e6)
+
+
+def record_warmup(model_path: Path, seconds: float) -> None:
+    """A version's warmup file replayed in full."""
+    WARMUP_LATENCY.labels(str(model_path), "OK").observe(seconds * 1e6)
+
+
+def record_queued(rows: int) -> None:
+    """A request of ``rows`` rows entered a batch queue."""
+    INPUT_BATCH_SIZE.observe(rows)
+
+
+def record_dequeued(thread_pool_name: str, waited_seconds: list[float]) -> None:
+    """Requests taken from a batch queue, and how long each waited there."""
+    for seconds in waited_seconds:
+        BATCH_QUEUING_LATENCY.labels(thread_pool_name).observe(seconds * 1e6)
+
+
+def record_batch(rows: int, size: int) -> None:
+    """One model call for a batch of ``rows`` rows padded to ``size``."""
+    WRAPPED_RUN_COUNT.inc()
+    PROCESSED_BATCH_SIZE.observe(size)
+    PADDING_SIZE.labels(str(size)).observe(size - rows)
 
 
 def exposition() -> bytes:

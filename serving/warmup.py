@@ -7,12 +7,14 @@ so a model that cannot answer its own sample requests is never served.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from keras_itl.serving.errors import ServingError
+from keras_itl.serving.metrics import record_warmup
 from keras_itl.serving.prediction import run_prediction
 from keras_itl.serving.signatures import Signature
 from keras_itl.serving_layout import DEFAULT_SIGNATURE, warmup_path
@@ -25,7 +27,7 @@ def replay_warmup(version_dir: Path, signatures: dict[str, Signature]) -> int:
     path = warmup_path(version_dir)
     if not path.is_file():
         return 0
-    count = 0
+    started, count = time.perf_counter(), 0
     for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         if log.WhichOneof("log_type") != "predict_log":
@@ -40,4 +42,5 @@ def replay_warmup(version_dir: Path, signatures: dict[str, Signature]) -> int:
                            request.output_filter)
         except ServingError as error:
             raise ValueError(f"{path}: warmup request {count} failed: {error}") from None
+    record_warmup(version_dir, time.perf_counter() - started)
     return count

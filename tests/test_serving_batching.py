@@ -10,6 +10,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from keras_itl.cli.main import main
+from keras_itl.errors import UserError
 from keras_itl.serving.batching import Batcher, BatchingOptions, load_batching_parameters
 from keras_itl.serving.client import GrpcClient, RestClient
 from keras_itl.serving.errors import InvalidArgument, Unavailable
@@ -99,6 +100,18 @@ def test_batching_parameters_file(tmp_path):
     path.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 500 }\n"
                     "num_batch_threads { value: 2 }\nallowed_batch_sizes: 4\nallowed_batch_sizes: 16\n")
     assert load_batching_parameters(path) == BatchingOptions(16, 500, 100, 2, (4, 16))
+    path.write_text('thread_pool_name { value: "shared_pool" }\nnum_batch_threads { value: 1 }\n'
+                    "pad_variable_length_inputs: false\n")
+    options = load_batching_parameters(path)
+    assert options.thread_pool_name == "shared_pool"
+    batcher = Batcher(options)
+    try:
+        assert "shared_pool-0" in {thread.name for thread in threading.enumerate()}
+    finally:
+        batcher.stop()
+    path.write_text("pad_variable_length_inputs: true\n")
+    with pytest.raises(UserError, match="pad_variable_length_inputs is not supported"):
+        load_batching_parameters(path)
     path.write_text("max_batch_size { value: 16 }\nallowed_batch_sizes: 8\n")
     result = CliRunner().invoke(main, ["serve", "--model-base-path", str(tmp_path), "--model-name", "m",
                                        "--enable_batching", "--batching_parameters_file", str(path)])

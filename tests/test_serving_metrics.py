@@ -1,4 +1,7 @@
-"""Prometheus metrics of ``keras-itl serve`` under TF Serving's names, enabled by a MonitoringConfig file."""
+"""Prometheus metrics of ``keras-itl serve`` under TF Serving's names, enabled by a MonitoringConfig file.
+
+The server batches requests and its model has a warmup file, so batching and warmup metrics show too.
+"""
 from __future__ import annotations
 
 import grpc
@@ -8,7 +11,7 @@ import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.serving_helpers import Server, post, request, save_affine
+from tests.serving_helpers import Server, post, request, save_affine, write_warmup
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -17,10 +20,11 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("metrics")
     save_affine(root / "hpt" / "1", 0.5, 2.0)
+    write_warmup(root / "hpt" / "1", np.ones((1, 1), np.float32))
     config = root / "monitoring.config"
     config.write_text(f'prometheus_config {{\n  enable: true,\n  path: "{METRICS_PATH}"\n}}\n')
     running = Server(["--model-base-path", str(root / "hpt"), "--model-name", "hpt",
-                      "--monitoring_config_file", str(config)], root / "server.log")
+                      "--monitoring_config_file", str(config), "--enable_batching"], root / "server.log")
     try:
         running.wait_available("hpt")
         yield running
@@ -70,6 +74,16 @@ def test_requests_runtime_and_loads_are_counted_under_tf_serving_names(server):
     assert load_path.endswith("/hpt/1")
     assert value(":tensorflow:cc:saved_model:load_attempt_count", model_path=load_path, status="success") == 1
     assert value(":tensorflow:cc:saved_model:load_latency", model_path=load_path) > 0
+    assert value(":tensorflow:serving:model_warmup_latency_count", model_path=load_path, status="OK") == 1
+    # Batching: three REST requests of 1 row and one gRPC request of 2 rows went through the batch queue,
+    # one at a time, so each made one model call of its own size (no padding).
+    batching = ":tensorflow:serving:batching_session:"
+    assert value(batching + "queuing_latency_count", thread_pool_name="batch_threads") == 4
+    assert value(batching + "wrapped_run_count") == 4
+    assert (value(batching + "input_batch_size_count"), value(batching + "input_batch_size_sum")) == (4, 5)
+    assert (value(batching + "processed_batch_size_count"), value(batching + "processed_batch_size_sum")) == (4, 5)
+    assert value(batching + "padding_size_count", execution_batch_size="1") == 3
+    assert value(batching + "padding_size_sum", execution_batch_size="2") == 0
 
 
 def test_metrics_are_only_served_at_the_configured_path(server):
