@@ -1,4 +1,5 @@
-"""TF Serving's gRPC services (PredictionService, ModelService) on a grpcio thread-pool server.
+"""TF Serving's gRPC services (PredictionService, ModelService) on a grpcio thread-pool server, beside the
+Open Inference Protocol's GRPCInferenceService (``open_inference_grpc``) on the same port.
 
 grpcio runs each call in its own worker thread, so inference here runs beside the REST event loop
 rather than on it. Tensors travel as TensorProtos, converted with ``tf.make_ndarray`` /
@@ -8,9 +9,7 @@ not decode to more bytes than the largest message the server accepts.
 """
 from __future__ import annotations
 
-import functools
 import math
-import time
 from concurrent import futures
 
 import grpc
@@ -20,10 +19,11 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_g
                                      prediction_service_pb2_grpc)
 
 from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map
-from keras_itl.serving.errors import InvalidArgument, ServingError
-from keras_itl.serving.metrics import record_request
+from keras_itl.serving.errors import InvalidArgument
 from keras_itl.serving.model_manager import ModelManager
+from keras_itl.serving.open_inference_grpc import add_open_inference_service
 from keras_itl.serving.prediction import Predict, get_signature, run_prediction
+from keras_itl.serving.rpc_status import abort_on_errors, counted
 from keras_itl.serving.signatures import dtype_name
 from keras_itl.serving_layout import DEFAULT_SIGNATURE
 
@@ -63,18 +63,6 @@ def _addressed(spec) -> tuple[str, int | None, str | None]:
             spec.version_label if choice == "version_label" else None)
 
 
-def _abort_on_errors(method):
-    """Turn ServingErrors into the gRPC status TF Serving uses for them."""
-
-    @functools.wraps(method)
-    def wrapper(self, request, context):
-        try:
-            return method(self, request, context)
-        except ServingError as error:
-            context.abort(error.grpc_code, str(error))
-    return wrapper
-
-
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata over the manager's loaded versions."""
 
@@ -83,20 +71,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._max_tensor_bytes = max_tensor_bytes
         self._run_model = predict
 
-    @_abort_on_errors
+    @abort_on_errors
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
         """Run a signature; ``output_filter`` selects which outputs to return."""
-        started, status = time.perf_counter(), "INTERNAL"
-        try:
-            response = self._predict(request)
-            status = "OK"
-            return response
-        except ServingError as error:
-            status = error.grpc_code.name
-            raise
-        finally:
-            record_request(self._manager.metric_name(request.model_spec.name), "GRPC", status,
-                           time.perf_counter() - started)
+        return counted(self._manager.metric_name(request.model_spec.name), "GRPC", lambda: self._predict(request))
 
     def _predict(self, request) -> predict_pb2.PredictResponse:
         loaded = self._manager.resolve(*_addressed(request.model_spec))
@@ -109,7 +87,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         return response
 
-    @_abort_on_errors
+    @abort_on_errors
     def GetModelMetadata(self, request, context):  # noqa: N802
         """Signature definitions of a version (the only metadata field TF Serving offers)."""
         if list(request.metadata_field) != [SIGNATURE_DEF_FIELD]:
@@ -127,7 +105,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, manager: ModelManager):
         self._manager = manager
 
-    @_abort_on_errors
+    @abort_on_errors
     def GetModelStatus(self, request, context):  # noqa: N802
         """States of every version of a model, or of the addressed version."""
         return model_status(self._manager, *_addressed(request.model_spec))
@@ -143,6 +121,7 @@ def make_grpc_server(manager: ModelManager, address: str, workers: int, max_mess
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, max_message_bytes, predict),
                                                                         server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+    add_open_inference_service(server, manager, predict)
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError as error:

@@ -78,6 +78,11 @@ def _tensor_metadata(name: str, spec: tf.TensorSpec) -> dict:
     return {"name": name, "datatype": _DATATYPES.get(spec.dtype, spec.dtype.name), "shape": shape}
 
 
+def bytes_elements(items: list[bytes]) -> bytes:
+    """BYTES elements in the binary data layout (see ``_decode_bytes``)."""
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
 def _decode_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
     """BYTES binary data: each element a 4-byte little-endian length, then its bytes."""
     items, offset = [], 0
@@ -94,8 +99,11 @@ def _decode_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
     return array
 
 
-def _input_array(spec: dict, dtype: tf.DType, binary: bytes | None) -> np.ndarray:
-    """One request tensor as numpy, its element count checked against its shape before anything is allocated."""
+def input_array(spec: dict, dtype: tf.DType, binary: bytes | None) -> np.ndarray:
+    """One request tensor as numpy, its element count checked against its shape before anything is allocated.
+
+    ``binary`` is the tensor's raw data (binary tensor data extension, or gRPC's raw contents) if it has any.
+    """
     name = spec.get("name")
     shape = spec.get("shape")
     if not isinstance(shape, list) or not all(isinstance(size, int) and 0 <= size < 2**62 for size in shape):
@@ -157,22 +165,23 @@ def _inputs(request: dict, signature: Signature, binary: bytes) -> dict[str, np.
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise InvalidArgument(f"input '{spec['name']}': binary_data_size {size!r} exceeds the binary data")
             part, offset = binary[offset:offset + size], offset + size
-        inputs[spec["name"]] = _input_array(spec, signature.inputs[spec["name"]].dtype, part)
+        inputs[spec["name"]] = input_array(spec, signature.inputs[spec["name"]].dtype, part)
     if offset != len(binary):
         raise InvalidArgument("the body holds more binary data than the inputs' binary_data_size")
     return inputs
 
 
-def _binary(array: np.ndarray) -> bytes:
+def output_bytes(array: np.ndarray) -> bytes:
+    """An output's raw data: little-endian row-major values, or length-prefixed BYTES elements."""
     if array.dtype == object:
-        return b"".join(struct.pack("<I", len(item)) + item for item in array.ravel())
+        return bytes_elements(array.ravel())
     return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
 
 
 def _output(name: str, array: np.ndarray, as_binary: bool) -> tuple[dict, bytes]:
     tensor = {"name": name, "datatype": datatype(tf.as_dtype(array.dtype)), "shape": list(array.shape)}
     if as_binary:
-        raw = _binary(array)
+        raw = output_bytes(array)
         tensor["parameters"] = {"binary_data_size": len(raw)}
         return tensor, raw
     if array.dtype == object:

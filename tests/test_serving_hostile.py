@@ -4,7 +4,8 @@ Each defect found when the server was tried as an attacker or a careless operato
 bodies that used to crash the JSON decoder, version paths outside int64, protocol-level errors that
 came back as text/plain, slowloris connections, gRPC tensors that claimed terabytes, failed loads
 that were never retried, SIGTERM waiting for a huge request, IPv6 hosts. A seeded fuzz test then
-throws a few hundred bodies of those classes at REST and gRPC and checks the server stays correct.
+throws a few hundred bodies of those classes at REST and gRPC (TF Serving's and v2's) and checks the
+server stays correct.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from tests.serving_helpers import (Server, get_json, png, post, request, save_affine, save_classifier, save_spin,
                                    save_text, save_two_in_two_out)
@@ -306,6 +308,25 @@ def _fuzz_tensor(rng: random.Random) -> tensor_pb2.TensorProto:
     return proto
 
 
+def _fuzz_infer(rng: random.Random) -> service_pb2.ModelInferRequest:
+    """A v2 gRPC ModelInfer request with random names, datatypes, shapes, contents or raw bytes."""
+    request = service_pb2.ModelInferRequest(model_name=rng.choice(["hpt", "text", "nope", ""]),
+                                            model_version=rng.choice(["", "", "1", "7", "1x", "\u0661", "9" * 30]))
+    for _ in range(rng.choice([0, 1, 1, 1, 2])):
+        tensor = request.inputs.add(name=rng.choice(["x", "text", "a"]),
+                                    datatype=rng.choice(["FP32", "FP16", "BYTES", "INT64", "BOOL", "FP99", ""]),
+                                    shape=[rng.choice([0, 1, 2, 3, 2**40, 2**62]) for _ in range(rng.randint(0, 3))])
+        if rng.random() < 0.5:
+            request.raw_input_contents.append(bytes(rng.randrange(256) for _ in range(rng.choice([0, 2, 4, 8, 12]))))
+        else:
+            tensor.contents.fp32_contents.extend([rng.uniform(-5, 5) for _ in range(rng.randint(0, 4))])
+            tensor.contents.bytes_contents.extend([b"\xff" * rng.randint(0, 3)] * rng.randint(0, 2))
+            tensor.contents.int64_contents.extend([2**63 - 1] * rng.randint(0, 2))
+    if rng.random() < 0.2:
+        request.parameters["signature_name"].string_param = rng.choice(["serving_default", "nope", ""])
+    return request
+
+
 def test_seeded_fuzz_keeps_the_server_correct_and_bounded(server):
     rng = random.Random(1234)
     before = _rss_kib(server.process.pid)
@@ -326,6 +347,18 @@ def test_seeded_fuzz_keeps_the_server_correct_and_bounded(server):
             codes.append(error.code())
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT}, set(codes)
     assert statuses.count(400) > 100 and codes.count(grpc.StatusCode.INVALID_ARGUMENT) > 100
+    v2_codes = []
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for _ in range(150):
+            try:
+                stub.ModelInfer(_fuzz_infer(rng), timeout=30)
+                v2_codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                v2_codes.append(error.code())
+    allowed = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+               grpc.StatusCode.FAILED_PRECONDITION}
+    assert set(v2_codes) <= allowed and v2_codes.count(grpc.StatusCode.INVALID_ARGUMENT) > 50, set(v2_codes)
     assert_still_correct(server)
     assert "Traceback" not in server.log()
     assert _rss_kib(server.process.pid) - before < 400 * 1024, "the server's memory grew by over 400 MB"

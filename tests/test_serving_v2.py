@@ -1,12 +1,17 @@
-"""The Open Inference Protocol (KServe v2) REST API of ``keras-itl serve``: the protocol's own example
-bodies, and an unchanged Triton client (``tritonclient[http]``) with JSON and binary tensor data."""
+"""The Open Inference Protocol (KServe v2) REST and gRPC APIs of ``keras-itl serve``: the protocol's own
+example bodies, and unchanged Triton clients (``tritonclient.http`` with JSON and binary tensor data,
+``tritonclient.grpc`` on the gRPC port)."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+import grpc
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
 from tests.serving_helpers import Server, get_json, post, request, save_affine, save_text, save_two_in_two_out
 
@@ -106,3 +111,59 @@ def test_triton_client_works_unchanged(server, binary):
     answer = client.infer("text", [text], outputs=[triton.InferRequestedOutput("length", binary_data=binary)])
     np.testing.assert_array_equal(answer.as_numpy("length"), [3, 2])
     client.close()
+
+
+def test_triton_grpc_client_works_unchanged(server):
+    client = triton_grpc.InferenceServerClient(server.grpc_target)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("multi")
+    assert client.is_model_ready("hpt", "1") and not client.is_model_ready("hpt", "7")
+    assert client.get_server_metadata().name == "keras-itl"
+    metadata = client.get_model_metadata("multi")
+    assert metadata.versions == ["1"] and [(t.name, t.datatype) for t in metadata.inputs] == [("a", "FP32"), ("b", "INT64")]
+    a = np.array([[1.5, 2.0], [3.0, -4.25]], np.float32)
+    b = np.array([7, 9], np.int64)
+    inputs = [triton_grpc.InferInput("a", list(a.shape), "FP32"), triton_grpc.InferInput("b", list(b.shape), "INT64")]
+    inputs[0].set_data_from_numpy(a)
+    inputs[1].set_data_from_numpy(b)
+    result = client.infer("multi", inputs, outputs=[triton_grpc.InferRequestedOutput("sum")], request_id="r1")
+    np.testing.assert_array_equal(result.as_numpy("sum"), a.sum(axis=1) + b)
+    assert result.as_numpy("b_twice") is None and result.get_response().id == "r1"
+    text = triton_grpc.InferInput("text", [2], "BYTES")
+    text.set_data_from_numpy(np.array([b"xyz", b"\xc3\xa4"], dtype=object))
+    np.testing.assert_array_equal(client.infer("text", [text]).as_numpy("length"), [3, 2])
+    for call, code in ((lambda: client.get_model_metadata("nope"), "StatusCode.NOT_FOUND"),
+                       (lambda: client.infer("hpt", [inputs[1]]), "StatusCode.INVALID_ARGUMENT"),
+                       (lambda: client.is_model_ready("hpt", "1x"), "StatusCode.INVALID_ARGUMENT")):
+        with pytest.raises(InferenceServerException) as caught:
+            call()
+        assert caught.value.status() == code
+    client.close()
+
+
+def _typed_infer(server, tensor: service_pb2.ModelInferRequest.InferInputTensor, model: str = "hpt"):
+    request = service_pb2.ModelInferRequest(model_name=model, inputs=[tensor])
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        return service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+
+
+def test_grpc_typed_contents_and_their_errors(server):
+    tensor = service_pb2.ModelInferRequest.InferInputTensor
+    answer = _typed_infer(server, tensor(name="x", datatype="FP32", shape=[2, 1],
+                                         contents=service_pb2.InferTensorContents(fp32_contents=[2.0, 4.0])))
+    assert [out.name for out in answer.outputs] == ["y"] and list(answer.outputs[0].shape) == [2, 1]
+    np.testing.assert_array_equal(np.frombuffer(answer.raw_output_contents[0], "<f4"), [3.0, 4.0])
+    text = _typed_infer(server, tensor(name="text", datatype="BYTES", shape=[1],
+                                       contents=service_pb2.InferTensorContents(bytes_contents=[b"abcd"])), "text")
+    outputs = {out.name: (out.datatype, raw) for out, raw in zip(text.outputs, text.raw_output_contents)}
+    assert outputs["length"] == ("INT32", np.array([4], "<i4").tobytes())
+    assert outputs["text_bytes"] == ("BYTES", b"\x04\x00\x00\x00abcd")
+    for bad, fragment in (
+            (tensor(name="x", datatype="FP32", shape=[3, 1], contents=service_pb2.InferTensorContents(fp32_contents=[1])),
+             "1 values for shape [3, 1]"),
+            (tensor(name="x", datatype="INT64", shape=[1, 1], contents=service_pb2.InferTensorContents(int64_contents=[1])),
+             "expects datatype FP32"),
+            (tensor(name="x", datatype="FP16", shape=[1, 1]), "needs raw_input_contents"),
+            (tensor(name="x", datatype="FP32", shape=[2**40, 3]), "values for shape")):
+        with pytest.raises(grpc.RpcError) as caught:
+            _typed_infer(server, bad)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in caught.value.details()
