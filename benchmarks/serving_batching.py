@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds of each round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests per client before each round")
     parser.add_argument("--max-batch-size", type=int, default=8)
-    parser.add_argument("--batch-timeout-micros", type=int, default=5000)
+    parser.add_argument("--batch-timeout-micros", type=int, default=10000)
     parser.add_argument("--num-batch-threads", type=int, default=1)
     args = parser.parse_args()
     began, load_start = time.perf_counter(), os.getloadavg()[0]
