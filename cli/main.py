@@ -136,7 +136,8 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
                                  damping_retries=damping_retries,
                                  max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
                                  start=instance_start, refit_epochs=refit_epochs, **solver_knobs))
-    output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", f"{arch}-{source or 'scratch'}-to-{target}-{method}")
+    run_name = f"{arch}-{source or 'scratch'}-to-{target}-{method}"
+    output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", run_name)
     export_to = Path(export_base) / validate_model_name(export_name) if export_name else None
     result = run_transfer(config, output, resume=resume, strategy=strategy, verbose=not quiet, export_to=export_to)
     click.echo(result.summary() if is_chief(strategy) else "worker done; the chief writes the run's outputs")

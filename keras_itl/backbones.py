@@ -7,8 +7,8 @@ class counts and lets influence code find the head.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 

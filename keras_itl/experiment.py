@@ -149,7 +149,8 @@ def summarise(runs: list[MethodRun], preset: Preset) -> list[dict]:
 
 
 def _noise_detection_summary(detections: list[dict]) -> dict:
-    """Mean ± std over seeds of the dropped set's precision and recall, and the ranking's ROC AUC, vs the flipped ids."""
+    """Mean ± std over seeds of the dropped set's precision and recall, and the ranking's ROC AUC,
+    against the flipped ids."""
     summary = {"flipped_mean": float(np.mean([d["flipped"] for d in detections]))}
     for key in _DETECTION_KEYS:
         values = np.array([np.nan if d.get(key) is None else d[key] for d in detections], dtype=float)

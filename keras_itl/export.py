@@ -23,7 +23,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -34,10 +34,17 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 import keras_itl
 from keras_itl.backbones import build_model, get_architecture, model_channels
 from keras_itl.datasets import load_dataset
-from keras_itl.errors import UserError
+from keras_itl.errors import UserError, one_line
 from keras_itl.evaluation import load_trained_model
-from keras_itl.serving_layout import (BYTES_SIGNATURE, CLASS_NAMES_FILE, DEFAULT_SIGNATURE, metadata_path,
-                                      validate_model_name, version_number, warmup_path)
+from keras_itl.serving_layout import (
+    BYTES_SIGNATURE,
+    CLASS_NAMES_FILE,
+    DEFAULT_SIGNATURE,
+    metadata_path,
+    validate_model_name,
+    version_number,
+    warmup_path,
+)
 
 _TEMP_PREFIX = ".tmp-"
 MAX_DECODED_PIXELS = 4096 * 4096
@@ -158,7 +165,7 @@ def _write_extras(directory: Path, model_name: str, image_shape: tuple[int, int,
     metadata_path(directory).parent.mkdir()
     described = {**metadata, "class_names": class_names, "input_shape": list(image_shape), "version": version,
                  "signatures": [DEFAULT_SIGNATURE, BYTES_SIGNATURE],
-                 "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                  "keras_itl_version": keras_itl.__version__}
     metadata_path(directory).write_text(json.dumps(described, indent=2, default=str))
     with tf.io.TFRecordWriter(str(warmup_path(directory))) as writer:
@@ -255,7 +262,7 @@ def _restore_checkpoint(directory: Path, checkpoint: str) -> tuple[keras.Model, 
         status.assert_existing_objects_matched()
     except AssertionError as error:
         raise UserError(f"checkpoint {checkpoint} does not match the model described by {run_dir / RUN_FILE}: "
-                        f"{str(error).splitlines()[0]}") from None
+                        f"{one_line(error)}") from None
     return model, run
 
 

@@ -301,7 +301,8 @@ def _eligible(policy: Policy, delta: np.ndarray, eligible: Sequence[bool] | np.n
 
 
 def _propose(policy: Policy | None, order: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The indices ``policy`` would drop before caps and floors (first in ``order`` first), and a note if it fell short."""
+    """The indices ``policy`` would drop before caps and floors (first in ``order`` first), and a note if it fell
+    short."""
     candidates = order[eligible[order]]
     if policy is None:
         return candidates[:0], []

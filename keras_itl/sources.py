@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_itl.backbones import build_model, copy_backbone
 from keras_itl.datasets import TargetDataset, load_dataset
-from keras_itl.errors import UserError
+from keras_itl.errors import UserError, one_line
 from keras_itl.training import TrainConfig, train_model
 
 IMAGENET = "imagenet"
@@ -97,6 +97,6 @@ def load_source_into(model: keras.Model, path: str | os.PathLike) -> None:
     try:
         source_model = keras.saving.load_model(path)
     except Exception as error:  # Keras raises many types for unreadable files
-        raise UserError(f"cannot load source model {path}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"cannot load source model {path}: {one_line(error)}") from None
     copy_backbone(source_model, model)
 

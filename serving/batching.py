@@ -27,8 +27,13 @@ import numpy as np
 from keras_itl.errors import UserError
 from keras_itl.serving.config_protos import parse_config
 from keras_itl.serving.errors import Unavailable
-from keras_itl.serving.prediction import (call_signature, check_inputs, check_output_filter, run_prediction,
-                                          select_outputs)
+from keras_itl.serving.prediction import (
+    call_signature,
+    check_inputs,
+    check_output_filter,
+    run_prediction,
+    select_outputs,
+)
 from keras_itl.serving.signatures import Signature
 
 log = logging.getLogger(__name__)
@@ -185,7 +190,8 @@ class Batcher:
         merged = {}
         for name in tasks[0].inputs:
             joined = np.concatenate([task.inputs[name] for task in tasks])
-            merged[name] = np.concatenate([joined, np.repeat(joined[-1:], size - rows, axis=0)]) if size > rows else joined
+            padding = np.repeat(joined[-1:], size - rows, axis=0)
+            merged[name] = np.concatenate([joined, padding]) if size > rows else joined
         outputs = call_signature(queue.signature, merged, queue.model_name)
         if any(np.ndim(value) == 0 or len(value) != size for value in outputs.values()):
             raise ValueError("outputs without the batch dimension cannot be split")

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from keras_itl.cli.main import main
 
 from keras_itl.backbones import build_model
+from keras_itl.cli.main import main
 from keras_itl.datasets import Split
 from keras_itl.errors import UserError
 from keras_itl.influence import (

@@ -38,7 +38,8 @@ def test_health_and_metadata(server):
     assert get_json(f"{server.url}/v2/models/hpt/versions/7/ready") == (400, {"name": "hpt", "ready": False})
     assert get_json(f"{server.url}/v2/models/multi") == (200, {
         "name": "multi", "versions": ["1"], "platform": "tensorflow_savedmodel",
-        "inputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 2]}, {"name": "b", "datatype": "INT64", "shape": [-1]}],
+        "inputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 2]},
+                   {"name": "b", "datatype": "INT64", "shape": [-1]}],
         "outputs": [{"name": "b_twice", "datatype": "INT64", "shape": [-1]},
                     {"name": "sum", "datatype": "FP32", "shape": [-1]}]})  # sorted by name
     status, error = get_json(f"{server.url}/v2/models/nope")

@@ -140,7 +140,8 @@ def prepare_features(model: keras.Model, train: Split, val: Split, config: Influ
 
 def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient: tf.Tensor,
            config: InfluenceConfig, shard: WorkerShard, verbose: bool) -> tuple[tf.Tensor, SolverReport]:
-    """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them), each product summed over shards."""
+    """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them), each product summed over
+    shards."""
     hessian_examples = features.splits["train"]
     if config.hessian_max_examples and config.hessian_max_examples < len(hessian_examples):
         rng = np.random.default_rng(config.solver.seed)

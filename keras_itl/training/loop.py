@@ -122,7 +122,8 @@ def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, strate
 
 
 def _check_scope(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
-    if model.trainable_variables and not strategy.extended.variable_created_in_scope(model.trainable_variables[0].value):
+    variables = model.trainable_variables
+    if variables and not strategy.extended.variable_created_in_scope(variables[0].value):
         raise ValueError("build or load the model inside strategy.scope() before training it")
 
 
@@ -169,7 +170,8 @@ def _train(model: keras.Model, train: Split, val: Split | None, config: TrainCon
     if resume:
         state.restore()
     elif state.has_checkpoint():
-        raise UserError(f"{state.root} already holds a checkpointed run; pass --resume to continue it or choose another output")
+        raise UserError(f"{state.root} already holds a checkpointed run; pass --resume to continue it or choose "
+                        "another output")
     check_workers_agree(strategy, int(state.epoch.numpy()), f"{name}: the epoch resumed from")
     step = _make_step(model, optimizer, strategy)
     writer = tf.summary.create_file_writer(str(state.root / "logs" / name)) if state.chief else None
