@@ -25,6 +25,7 @@ from keras_itl.determinism import make_deterministic
 from keras_itl.export import export_model, run_metadata
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import METHOD_ORDER, Preset
+from keras_itl.registry import INSTANCE_FLAGS, TRAIN_FLAGS
 from keras_itl.selection import parse_policy
 from keras_itl.transfer import (
     InstanceOptions,
@@ -68,21 +69,24 @@ def row_label(config: TransferConfig) -> str:
 
 
 def train_command(config: TransferConfig, output: Path) -> str:
-    """The ``keras-itl train`` command line that runs ``config`` (what ``--dry-run`` prints)."""
+    """The ``keras-itl train`` command line that runs ``config`` (what ``--dry-run`` prints).
+
+    Names the source, target, arch and method (and the policy of an instance run) always, every other
+    setting where it differs from the default; the flags are the registry's.
+    """
     defaults = TransferConfig(target=config.target, source=config.source)
-    flags = {"source": "--source", "target": "--target", "arch": "--arch", "method": "--method",
-             "weights": "--weights", "image_size": "--image-size", "epochs": "--epochs",
-             "head_epochs": "--head-epochs", "source_epochs": "--source-epochs", "batch_size": "--batch-size",
-             "learning_rate": "--lr", "fine_tune_lr_factor": "--fine-tune-lr-factor", "seed": "--seed",
-             "max_train_examples": "--max-train-examples", "label_noise": "--label-noise",
-             "noise_kind": "--noise-kind", "imbalance": "--imbalance", "data_dir": "--data-dir"}
     parts = ["keras-itl", "train"]
-    for name, flag in flags.items():
+    for name, flag in TRAIN_FLAGS.items():
         value = getattr(config, name)
         if name in ("source", "target", "arch", "method") or (value is not None and value != getattr(defaults, name)):
             parts += [flag, str(value)]
+    if config.patience != defaults.patience:
+        parts += ["--patience", str(config.patience or 0)]  # 0 disables early stopping
     if config.method == "instance":
-        parts += ["--policy", config.instance.policy]
+        for name, flag in INSTANCE_FLAGS.items():
+            value = getattr(config.instance, name)
+            if name == "policy" or (value is not None and value != getattr(defaults.instance, name)):
+                parts += [flag, str(value)]
     return shlex.join(parts + ["--output", str(output)])
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.backbones import build_model, copy_backbone
 from keras_itl.datasets import TargetDataset, load_dataset
 from keras_itl.errors import UserError, one_line
@@ -62,7 +63,7 @@ def pretrain_on_dataset(
     config: TrainConfig,
     strategy: tf.distribute.Strategy,
     data_dir: str | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = registry.VAL_FRACTION,
     verbose: bool = True,
 ) -> Path:
     """Train ``arch`` from scratch on the source dataset (or reuse the cached result); return its path."""

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture, model_channels
 from keras_itl.datasets import Split, TargetDataset, load_dataset, parse_imbalance
 from keras_itl.determinism import make_deterministic
@@ -31,38 +32,38 @@ from keras_itl.evaluation import Metrics, evaluate_model
 from keras_itl.export import export_model, run_metadata
 from keras_itl.influence import SolverOptions, WorkerShard
 from keras_itl.influence_report import describe_selection
-from keras_itl.instance_selection import JUDGES, rank_instances, selection_report, write_selection_files
+from keras_itl.instance_selection import rank_instances, selection_report, write_selection_files
 from keras_itl.plots import plot_training_curves
+from keras_itl.registry import AUTO_JUDGES as JUDGES
+from keras_itl.registry import INSTANCE_STARTS
 from keras_itl.reports import write_evaluation
 from keras_itl.selection import parse_policy, select_drops
 from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
 from keras_itl.training import TrainConfig, TrainResult, guard_run_options, is_chief, make_strategy, train_model
 from keras_itl.validation_parts import split_validation
 
-METHODS = ("scratch", "model", "instance")
 RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without the weights (offline smoke tests)
-INSTANCE_STARTS = ("source", "warmup")
 
 
 @dataclass(frozen=True)
 class InstanceOptions:
     """How ``instance`` scores, selects and refits (see keras_itl.influence and keras_itl.selection)."""
 
-    policy: str = "auto"
-    scope: str = "head"
-    solver: str = "cg"
-    damping: float = 0.01
-    max_drop_fraction: float = 0.5
-    min_class_keep_fraction: float = 0.5
-    start: str = "source"
+    policy: str = registry.POLICY
+    scope: str = registry.SCOPE
+    solver: str = registry.SOLVER
+    damping: float = registry.DAMPING
+    max_drop_fraction: float = registry.MAX_DROP_FRACTION
+    min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION
+    start: str = registry.INSTANCE_START
     refit_epochs: int | None = None
-    damping_retries: int = 3  # a failed solve after a long warm-up retries at 10x damping, not crash
-    cg_max_iterations: int = 200
-    lissa_scale: float = 10.0
-    lissa_depth: int = 1000
+    damping_retries: int = registry.DAMPING_RETRIES  # a failed solve after a long warm-up retries, not crash
+    cg_max_iterations: int = registry.CG_MAX_ITERATIONS
+    lissa_scale: float = registry.LISSA_SCALE
+    lissa_depth: int = registry.LISSA_DEPTH
     lissa_batch_size: int | None = None
-    judge: str = "head"  # how auto measures a candidate: head-only refit on cached features, or full refit
-    auto_margin: float = 0.05  # auto keeps the fewest drops within this relative margin of the lowest loss
+    judge: str = registry.AUTO_JUDGE  # how auto measures a candidate: head-only refit, or full refit
+    auto_margin: float = registry.AUTO_MARGIN  # auto keeps the fewest drops within this margin of the lowest
 
     def __post_init__(self) -> None:
         parse_policy(self.policy)
@@ -88,34 +89,34 @@ class TransferConfig:
     """Everything one transfer run depends on; saved as ``run.json`` beside the model."""
 
     target: str
-    arch: str = "small-cnn"
+    arch: str = registry.ARCH
     method: str = "model"
     source: str | None = None
     weights: str | None = None
     image_size: int | None = None
-    epochs: int = 10
-    head_epochs: int = 2
-    source_epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    fine_tune_lr_factor: float = 0.1
+    epochs: int = registry.EPOCHS
+    head_epochs: int = registry.HEAD_EPOCHS
+    source_epochs: int = registry.SOURCE_EPOCHS
+    batch_size: int = registry.BATCH_SIZE
+    learning_rate: float = registry.LEARNING_RATE
+    fine_tune_lr_factor: float = registry.FINE_TUNE_LR_FACTOR
     fine_tune_layers: int | None = None
-    optimizer: str = "adam"
-    lr_schedule: str = "cosine"
-    patience: int | None = 5
-    seed: int = 0
-    val_fraction: float = 0.1
+    optimizer: str = registry.OPTIMIZER
+    lr_schedule: str = registry.LR_SCHEDULE
+    patience: int | None = registry.PATIENCE
+    seed: int = registry.SEED
+    val_fraction: float = registry.VAL_FRACTION
     max_train_examples: int | None = None
     imbalance: str | None = None
-    label_noise: float = 0.0
-    noise_kind: str = "symmetric"
+    label_noise: float = registry.LABEL_NOISE
+    noise_kind: str = registry.NOISE_KIND
     data_dir: str | None = None
     instance: InstanceOptions = InstanceOptions()
 
     def __post_init__(self) -> None:
         get_architecture(self.arch)
-        if self.method not in METHODS:
-            raise UserError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.method not in registry.METHODS:
+            raise UserError(f"unknown method {self.method!r}; choose one of: {', '.join(registry.METHODS)}")
         if self.method != "scratch" and not self.source:
             raise UserError(f"--method {self.method} fine-tunes a pretrained network: pass --source "
                             "(imagenet, a dataset spec or a .keras model)")
@@ -252,8 +253,8 @@ def _instance_transfer(model: keras.Model, data: TargetDataset, config: Transfer
                         verbose=verbose, prefix="warmup-")
     ranked = rank_instances(model, train, parts, policy, num_classes=data.info.num_classes, seed=config.seed,
                             scope=options.scope, solver=options.solver_options(seed=config.seed),
-                            batch_size=max(config.batch_size, 64), cache_dir=str(run_dir), strategy=strategy,
-                            verbose=verbose)
+                            batch_size=max(config.batch_size, registry.INFLUENCE_BATCH_SIZE), cache_dir=str(run_dir),
+                            strategy=strategy, verbose=verbose)
     start_weights = source_weights if options.start == "source" else model.get_weights()
     refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
     refit_config = replace(config, epochs=options.refit_epochs or config.epochs)

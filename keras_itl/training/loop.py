@@ -17,27 +17,26 @@ from dataclasses import asdict, dataclass, field
 import keras
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.datasets import Split, make_batches
 from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model
+from keras_itl.registry import LR_SCHEDULES, OPTIMIZERS
 from keras_itl.training.run_state import RunState
 from keras_itl.training.strategy import check_workers_agree, is_chief
-
-OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Budget and optimiser settings of one training phase."""
 
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    lr_schedule: str = "cosine"
-    patience: int | None = 5
-    seed: int = 0
+    epochs: int = registry.EPOCHS
+    batch_size: int = registry.BATCH_SIZE
+    learning_rate: float = registry.LEARNING_RATE
+    optimizer: str = registry.OPTIMIZER
+    lr_schedule: str = registry.LR_SCHEDULE
+    patience: int | None = registry.PATIENCE
+    seed: int = registry.SEED
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
