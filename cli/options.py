@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import click
@@ -97,20 +96,14 @@ def run_dataset_options(model_path: str, target: str | None, seed: int | None, v
                          data_dir: str | None) -> tuple[Path, str, dict]:
     """(model directory, target, load_dataset options), defaulting to the training run's own choices."""
     from keras_itl.errors import UserError
+    from keras_itl.run_record import RUN_FILE, RunRecord
 
     model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-    run = json.loads((model_dir / "run.json").read_text())["config"] if (model_dir / "run.json").exists() else {}
-    target = target or run.get("target")
+    run = RunRecord.read(model_dir)
+    target = target or (run.target if run else None)
     if not target:
-        raise UserError("--target is required when the model has no run.json beside it")
-    options = {"seed": run.get("seed", registry.SEED) if seed is None else seed,
-               "val_fraction": run.get("val_fraction", registry.VAL_FRACTION) if val_fraction is None else val_fraction,
-               "data_dir": data_dir or run.get("data_dir")}
-    for key in ("max_train_examples", "label_noise", "noise_kind"):
-        if run.get(key):
-            options[key] = run[key]
-    if run.get("imbalance"):
-        from keras_itl.datasets import parse_imbalance
-
-        options["imbalance"] = parse_imbalance(run["imbalance"])
+        raise UserError(f"--target is required when the model has no {RUN_FILE} beside it")
+    options = run.dataset_options() if run else {"seed": registry.SEED, "val_fraction": registry.VAL_FRACTION}
+    given = {"seed": seed, "val_fraction": val_fraction, "data_dir": data_dir}
+    options.update({key: value for key, value in given.items() if value is not None})
     return model_dir, target, options

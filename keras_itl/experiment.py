@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_itl.determinism import make_deterministic
-from keras_itl.export import export_model, run_metadata
+from keras_itl.export import export_model
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import METHOD_ORDER, Preset
 from keras_itl.registry import INSTANCE_FLAGS, TRAIN_FLAGS
@@ -279,7 +279,7 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
         model = keras.saving.load_model(Path(run.run_dir) / "model.keras")
         version = export_model(model, Path(export_base) / preset.name,
                                class_names=result.dataset["class_names"],
-                               metadata={**run_metadata(result.to_dict()), "experiment": preset.name})
+                               metadata={**result.record().export_metadata(), "experiment": preset.name})
         exported = str(version.path)
     rows = summarise(runs, preset)
     experiment = ExperimentResult(preset=preset.name, seeds=seeds, rows=rows, runs=runs, output_dir=output_dir,

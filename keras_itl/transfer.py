@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +28,7 @@ from keras_itl.datasets import Split, TargetDataset, load_dataset, parse_imbalan
 from keras_itl.determinism import make_deterministic
 from keras_itl.errors import UserError
 from keras_itl.evaluation import Metrics, evaluate_model
-from keras_itl.export import export_model, run_metadata
+from keras_itl.export import export_model
 from keras_itl.influence import SolverOptions, WorkerShard
 from keras_itl.influence_report import describe_selection
 from keras_itl.instance_selection import rank_instances, selection_report, write_selection_files
@@ -37,6 +36,7 @@ from keras_itl.plots import plot_training_curves
 from keras_itl.registry import AUTO_JUDGES as JUDGES
 from keras_itl.registry import INSTANCE_STARTS
 from keras_itl.reports import write_evaluation
+from keras_itl.run_record import RunRecord
 from keras_itl.selection import parse_policy, select_drops
 from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
 from keras_itl.training import TrainConfig, TrainResult, guard_run_options, is_chief, make_strategy, train_model
@@ -164,10 +164,14 @@ class TransferResult:
                 f"{self.test.num_examples} test images){dropped} in {self.seconds:.0f}s - wrote {self.output_dir}"
                 f"{' and ' + self.files['saved_model'] if 'saved_model' in self.files else ''}")
 
+    def record(self) -> RunRecord:
+        """The run's record, as written to ``run.json``."""
+        return RunRecord(config=asdict(self.config), test=self.test.to_dict(),
+                         phases=[p.to_dict() for p in self.phases], dataset=self.dataset, seconds=self.seconds,
+                         files=self.files, influence=self.influence)
+
     def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "test": self.test.to_dict(),
-                "phases": [p.to_dict() for p in self.phases], "dataset": self.dataset,
-                "seconds": self.seconds, "files": self.files, "influence": self.influence}
+        return self.record().to_dict()
 
 
 def load_target(config: TransferConfig) -> TargetDataset:
@@ -336,9 +340,9 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     files["training_curves"] = str(output_dir / "training_curves.png")
     if export_to is not None:
         exported = export_model(model, export_to, class_names=data.info.class_names,
-                                metadata=run_metadata(result.to_dict()))
+                                metadata=result.record().export_metadata())
         files["saved_model"] = str(exported.path)
         if verbose:
             print(f"exported {exported.path} (version {exported.version})", flush=True)
-    (output_dir / "run.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    result.record().write(output_dir)
     return result
