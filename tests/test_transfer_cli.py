@@ -13,7 +13,7 @@ from keras_itl.backbones import BACKBONE_NAME, build_model
 from keras_itl.cli.main import main
 from keras_itl.datasets import load_dataset
 from keras_itl.sources import cache_dir
-from keras_itl.transfer import TransferConfig, _freeze_for_fine_tuning, run_transfer
+from keras_itl.transfer import TransferConfig, freeze_for_fine_tuning, run_transfer
 
 SMALL = ["--arch", "small-cnn", "--image-size", "16", "--max-train-examples", "200", "--batch-size", "32",
          "--quiet"]
@@ -57,7 +57,7 @@ def test_model_based_transfer_starts_from_the_cached_source_backbone(tmp_path):
 
 def test_fine_tuning_keeps_batch_norm_in_inference_mode():
     backbone = build_model("resnet50", 3, image_size=32).get_layer(BACKBONE_NAME)
-    _freeze_for_fine_tuning(backbone, top_layers=10)
+    freeze_for_fine_tuning(backbone, top_layers=10)
     batch_norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert batch_norms and not any(layer.trainable for layer in batch_norms)
     trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
