@@ -180,7 +180,7 @@ def _launch_workers(ctx: click.Context, workers: int) -> None:
 def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, baseline, threshold) -> None:
     """Print loss, accuracy, error rate and per-class accuracy; write a metrics JSON and a confusion PNG."""
     from keras_itl.evaluation import evaluate_saved_model
-    from keras_itl.reports import format_metrics, write_evaluation
+    from keras_itl.evaluation_report import format_metrics, write_evaluation
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     metrics, data = evaluate_saved_model(model_path, target, split=split, **options)
@@ -212,7 +212,7 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
               max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet,
               **solver_knobs) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
-    from keras_itl.influence_workflow import inspect_influence
+    from keras_itl.influence.workflow import inspect_influence
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     lines = inspect_influence(model_path, target, options, output or model_dir / "influence", scope=scope,

@@ -11,7 +11,7 @@ import pytest
 from keras_itl.backbones import build_model
 from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model, load_trained_model
-from keras_itl.sources import load_source_into
+from keras_itl.pretrained import load_source_into
 from tests.helpers import bright_quadrant_split
 
 

@@ -213,7 +213,7 @@ def test_zero_validation_gradient_has_its_own_message(data):
 def test_every_option_an_error_names_exists():
     commands = {name: {opt for param in command.params for opt in param.opts}
                 for name, command in main.commands.items()}
-    sources = [*Path("keras_itl/influence").glob("*.py"), Path("keras_itl/influence_workflow.py")]
+    sources = [*Path("keras_itl/influence").glob("*.py")]  # the workflow of `keras-itl influence` included
     named = {option for source in sources for option in re.findall(r"--[a-z][a-z-]+", source.read_text())}
     assert "--cg-max-iterations" in named and "--lissa-depth" in named
     assert not named - set().union(*commands.values()), named - set().union(*commands.values())

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from keras_itl.backbones import BACKBONE_NAME, build_model
 from keras_itl.cli.main import main
 from keras_itl.datasets import load_dataset
-from keras_itl.sources import cache_dir
+from keras_itl.pretrained import cache_dir
 from keras_itl.transfer import TransferConfig, freeze_for_fine_tuning, run_transfer
 
 SMALL = ["--arch", "small-cnn", "--image-size", "16", "--max-train-examples", "200", "--batch-size", "32",

@@ -10,10 +10,10 @@ from keras_itl import registry
 from keras_itl.backbones import get_architecture
 from keras_itl.errors import UserError
 from keras_itl.influence import SolverOptions
+from keras_itl.pretrained import IMAGENET
 from keras_itl.registry import AUTO_JUDGES as JUDGES
 from keras_itl.registry import INSTANCE_STARTS
 from keras_itl.selection import parse_policy
-from keras_itl.sources import IMAGENET
 from keras_itl.training import TrainConfig
 
 RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without the weights (offline smoke tests)

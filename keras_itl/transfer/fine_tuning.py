@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture
 from keras_itl.datasets import Split
-from keras_itl.sources import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
+from keras_itl.pretrained import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
 from keras_itl.training import TrainResult, train_model
 from keras_itl.transfer.config import RANDOM_WEIGHTS, TransferConfig
 

@@ -25,7 +25,7 @@ from keras_itl import registry
 from keras_itl.datasets import TargetDataset
 from keras_itl.evaluation import evaluate_model
 from keras_itl.influence import WorkerShard
-from keras_itl.influence_report import describe_selection
+from keras_itl.influence.report import describe_selection
 from keras_itl.instance_selection import RankedInstances, rank_instances, selection_report, write_selection_files
 from keras_itl.selection import SelectionResult, parse_policy, select_drops
 from keras_itl.training import TrainResult, is_chief

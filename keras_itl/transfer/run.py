@@ -15,9 +15,9 @@ from keras_itl.backbones import model_channels
 from keras_itl.datasets import TargetDataset, load_dataset, parse_imbalance
 from keras_itl.determinism import make_deterministic
 from keras_itl.evaluation import Metrics, evaluate_model
+from keras_itl.evaluation_report import write_evaluation
 from keras_itl.export import export_model
 from keras_itl.plots import plot_training_curves
-from keras_itl.reports import write_evaluation
 from keras_itl.run_record import RunRecord
 from keras_itl.training import TrainResult, guard_run_options, is_chief, make_strategy
 from keras_itl.transfer.config import TransferConfig

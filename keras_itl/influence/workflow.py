@@ -20,12 +20,12 @@ from keras_itl.influence import (
     prepare_features,
 )
 from keras_itl.influence.loo import check_leave_one_out
-from keras_itl.influence.store import SOLUTION_FILE
-from keras_itl.influence_report import (
+from keras_itl.influence.report import (
     describe_selection,
     write_influence_report,
     write_loo_report,
 )
+from keras_itl.influence.store import SOLUTION_FILE
 from keras_itl.selection import parse_policy, select_drops
 
 
