@@ -14,7 +14,7 @@ import os
 import shlex
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import keras
@@ -25,7 +25,7 @@ from keras_itl.determinism import make_deterministic
 from keras_itl.export import export_model
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import METHOD_ORDER, Preset
-from keras_itl.registry import INSTANCE_FLAGS, TRAIN_FLAGS
+from keras_itl.registry import INSTANCE_FLAGS, TRAIN_FLAGS, TargetOptions, TrainingBudget
 from keras_itl.selection import parse_policy
 from keras_itl.transfer import (
     InstanceOptions,
@@ -43,17 +43,14 @@ def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None
     """
     overrides = dict(overrides or {})
     instance = overrides.pop("instance", InstanceOptions())
+    shared = {field.name: getattr(preset, field.name)  # the budget and target options, as the preset sets them
+              for base in (TrainingBudget, TargetOptions) for field in fields(base)}
     configs = []
     for arch in preset.archs:
         for seed in range(seeds):
             for method in METHOD_ORDER:
-                config = TransferConfig(
-                    target=preset.target, source=preset.source, arch=arch, method=method,
-                    image_size=preset.image_size, epochs=preset.epochs, head_epochs=preset.head_epochs,
-                    source_epochs=preset.source_epochs, batch_size=preset.batch_size,
-                    learning_rate=preset.learning_rate, fine_tune_lr_factor=preset.fine_tune_lr_factor, seed=seed,
-                    max_train_examples=preset.max_train_examples, label_noise=preset.label_noise,
-                    noise_kind=preset.noise_kind, imbalance=preset.imbalance)
+                config = TransferConfig(target=preset.target, source=preset.source, arch=arch, method=method,
+                                        image_size=preset.image_size, seed=seed, **shared)
                 policies = preset.instance_policies if method == "instance" else (None,)
                 for policy in policies:
                     chosen = config if policy is None else replace(config, instance=replace(instance, policy=policy))

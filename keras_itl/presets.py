@@ -22,8 +22,9 @@ def digits_policies(fraction: float) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Preset:
-    """One comparison: where weights come from, the target, architectures and the training budget."""
+class Preset(registry.TrainingBudget, registry.TargetOptions):
+    """One comparison: where weights come from, the target, architectures, the training budget and
+    the target options (the keyword-only fields of TrainingBudget and TargetOptions)."""
 
     name: str
     description: str
@@ -31,16 +32,6 @@ class Preset:
     target: str
     archs: tuple[str, ...]
     image_size: int
-    epochs: int = registry.EPOCHS
-    head_epochs: int = registry.HEAD_EPOCHS
-    source_epochs: int = registry.SOURCE_EPOCHS
-    batch_size: int = registry.BATCH_SIZE
-    learning_rate: float = registry.LEARNING_RATE
-    fine_tune_lr_factor: float = registry.FINE_TUNE_LR_FACTOR
-    max_train_examples: int | None = None
-    label_noise: float = registry.LABEL_NOISE
-    noise_kind: str = registry.NOISE_KIND
-    imbalance: str | None = None
     paper: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     instance_policies: tuple[str, ...] = INFLUENCE_ONLY  # one instance row per selection policy
 

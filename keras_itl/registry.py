@@ -84,6 +84,29 @@ MIN_CLASS_KEEP_FRACTION = 0.5
 INSTANCE_START = "source"
 INFLUENCE_BATCH_SIZE = 64  # gradient, Hessian-vector and scoring passes
 
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingBudget:
+    """The budget a run trains with; TransferConfig and Preset both carry it (keyword-only fields)."""
+
+    epochs: int = EPOCHS
+    head_epochs: int = HEAD_EPOCHS
+    source_epochs: int = SOURCE_EPOCHS
+    batch_size: int = BATCH_SIZE
+    learning_rate: float = LEARNING_RATE
+    fine_tune_lr_factor: float = FINE_TUNE_LR_FACTOR
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetOptions:
+    """How the target's training data is cut down and perturbed; TransferConfig and Preset both carry it."""
+
+    max_train_examples: int | None = None
+    imbalance: str | None = None  # CLASS:FRACTION
+    label_noise: float = LABEL_NOISE
+    noise_kind: str = NOISE_KIND
+
+
 # ------------------------------------------------------------------------- `keras-itl train` flags
 # The flag of every TransferConfig / InstanceOptions field the experiment renders into a
 # `keras-itl train` command (`--dry-run`); tests/test_registry.py parses such commands back.

@@ -59,8 +59,11 @@ class InstanceOptions:
 
 
 @dataclass(frozen=True)
-class TransferConfig:
-    """Everything one transfer run depends on; saved as ``run.json`` beside the model."""
+class TransferConfig(registry.TrainingBudget, registry.TargetOptions):
+    """Everything one transfer run depends on; saved as ``run.json`` beside the model.
+
+    The training budget and the target options are the keyword-only fields of TrainingBudget and
+    TargetOptions."""
 
     target: str
     arch: str = registry.ARCH
@@ -68,22 +71,12 @@ class TransferConfig:
     source: str | None = None
     weights: str | None = None
     image_size: int | None = None
-    epochs: int = registry.EPOCHS
-    head_epochs: int = registry.HEAD_EPOCHS
-    source_epochs: int = registry.SOURCE_EPOCHS
-    batch_size: int = registry.BATCH_SIZE
-    learning_rate: float = registry.LEARNING_RATE
-    fine_tune_lr_factor: float = registry.FINE_TUNE_LR_FACTOR
     fine_tune_layers: int | None = None
     optimizer: str = registry.OPTIMIZER
     lr_schedule: str = registry.LR_SCHEDULE
     patience: int | None = registry.PATIENCE
     seed: int = registry.SEED
     val_fraction: float = registry.VAL_FRACTION
-    max_train_examples: int | None = None
-    imbalance: str | None = None
-    label_noise: float = registry.LABEL_NOISE
-    noise_kind: str = registry.NOISE_KIND
     data_dir: str | None = None
     instance: InstanceOptions = InstanceOptions()
 
