@@ -194,7 +194,8 @@ def _scaling_child(args: argparse.Namespace) -> None:
     cache_mb = (row["frozen"] or {}).get("megabytes", 0.0)
     data_mb = (train.images.nbytes + val.images.nbytes) / MB
     print(json.dumps({"n": len(train), "seconds": row["seconds"], "peak_mb": peak_mb, "cache_mb": cache_mb,
-                      "data_mb": data_mb, "process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "data_mb": data_mb,
+                      "process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def _scaling_run(arch: str, count: int, args: argparse.Namespace) -> dict:
@@ -217,7 +218,7 @@ def _scaling(arch: str, args: argparse.Namespace) -> dict:
             "small": small, "large": large}
 
 
-# ---------------------------------------------------------------- 3 and 4. JVP scoring, inference, per-example gradients
+# --------------------------------------------------------------- 3 and 4. JVP scoring, inference, per-example gradients
 
 def _jacobian_scorer(model: keras.Model, scope, vector: tf.Tensor):
     """g_i . s from materialised per-example gradients of the scope (the approach the JVP replaces)."""

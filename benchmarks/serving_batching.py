@@ -110,7 +110,8 @@ def _report(tallies: dict[tuple[str, str], Tally], args: argparse.Namespace, loa
         print(f"{way}: requests/s batched / unbatched {speedup:.2f}x (target >= {TARGET:g}: {verdict}); "
               f"server CPU per request unbatched / batched {cpu_saving:.2f}x")
         key = way.lower()
-        figures.update({f"{key}_batched_vs_unbatched": speedup, f"{key}_cpu_per_request_unbatched_vs_batched": cpu_saving})
+        figures.update({f"{key}_batched_vs_unbatched": speedup,
+                        f"{key}_cpu_per_request_unbatched_vs_batched": cpu_saving})
         for mode, tally in (("unbatched", unbatched), ("batched", batched)):
             cell = tally.cell()
             figures.update({f"{key}_{mode}_requests_per_second": cell.requests_per_second,
@@ -138,16 +139,21 @@ def main() -> None:
         temp = Path(temp)
         version_dir = export_classifier(temp / "model", args.arch, args.image_size, args.channels)
         reference = in_process(tf.saved_model.load(str(version_dir)).signatures[DEFAULT_SIGNATURE], images)
-        batching = ("--enable_batching", "--batching_parameters_file", str(_batching_file(temp / "batching.config", args)))
+        batching_file = _batching_file(temp / "batching.config", args)
+        batching = ("--enable_batching", "--batching_parameters_file", str(batching_file))
         with serve(version_dir.parent, temp / "unbatched.log") as (pid, rest_port, grpc_port), \
                 serve(version_dir.parent, temp / "batched.log", batching) as (batched_pid, batched_rest, batched_grpc):
-            print(f"{args.arch} {args.image_size}x{args.image_size}x{args.channels}, {args.clients} clients at batch 1, "
+            print(f"{args.arch} {args.image_size}x{args.image_size}x{args.channels}, "
+                  f"{args.clients} clients at batch 1, "
                   f"{os.cpu_count()} CPU core(s), load average {load_start:.1f}; batched server: max_batch_size "
                   f"{args.max_batch_size}, batch_timeout_micros {args.batch_timeout_micros}, num_batch_threads "
                   f"{args.num_batch_threads}")
-            openers = {("unbatched", "REST"): rest(rest_port, images), ("unbatched", "gRPC"): grpc_opener(grpc_port, images),
-                       ("batched", "REST"): rest(batched_rest, images), ("batched", "gRPC"): grpc_opener(batched_grpc, images)}
-            check_agreement({"in-process": reference, **{f"{mode} {way}": opener for (mode, way), opener in openers.items()}})
+            openers = {("unbatched", "REST"): rest(rest_port, images),
+                       ("unbatched", "gRPC"): grpc_opener(grpc_port, images),
+                       ("batched", "REST"): rest(batched_rest, images),
+                       ("batched", "gRPC"): grpc_opener(batched_grpc, images)}
+            named = {f"{mode} {way}": opener for (mode, way), opener in openers.items()}
+            check_agreement({"in-process": reference, **named})
             tallies = _measure(openers, {"unbatched": pid, "batched": batched_pid}, args)
     figures = _report(tallies, args, (round(load_start, 1), round(os.getloadavg()[0], 1)))
     print(f"\n({time.perf_counter() - began:.0f} s in all)")

@@ -46,10 +46,11 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -73,7 +74,7 @@ SCALING_TARGET = 1.5
 IMAGES_SHARE_TARGET = 0.5
 
 Call = Callable[[], np.ndarray]
-OpenCaller = Callable[[], ContextManager[Call]]
+OpenCaller = Callable[[], AbstractContextManager[Call]]
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,8 @@ def _verdict(met: bool) -> str:
 
 
 def _ratio(value: float, target: float, at_most: bool = False) -> str:
-    return f"(target {'<=' if at_most else '>='} {target:g}): {_verdict(value <= target if at_most else value >= target)}"
+    met = value <= target if at_most else value >= target
+    return f"(target {'<=' if at_most else '>='} {target:g}): {_verdict(met)}"
 
 
 def _figures(cells: dict[tuple[str, int, int], Cell]) -> dict[str, float]:

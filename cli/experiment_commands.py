@@ -31,7 +31,8 @@ from keras_itl.presets import PRESETS
 @click.option("--resume", is_flag=True, help="Continue an interrupted experiment in --output.")
 @click.option("--dry-run", is_flag=True, help="Print the train command of every run and exit.")
 @user_errors
-def experiment(preset, source, target, arch, policies, seeds, weights, data_dir, output, export_base, resume, dry_run) -> None:
+def experiment(preset, source, target, arch, policies, seeds, weights, data_dir, output, export_base, resume,
+               dry_run) -> None:
     """Run scratch, model-based and instance-based transfer on identical splits and budgets; print the table."""
     from keras_itl.experiment import experiment_configs, results_markdown, run_dir_for, run_experiment, train_command
     from keras_itl.presets import get_preset

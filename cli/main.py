@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click  # noqa: E402
 
+from keras_itl import registry  # noqa: E402
 from keras_itl.cli.options import (  # noqa: E402
     dataset_options,
     influence_options,
@@ -18,9 +19,6 @@ from keras_itl.cli.options import (  # noqa: E402
     run_dataset_options,
     user_errors,
 )
-
-ARCH_CHOICES = ("small-cnn", "vgg16", "resnet50", "densenet121")
-METHOD_CHOICES = ("scratch", "model", "instance")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,33 +35,35 @@ def main() -> None:
 @click.option("--target", required=True, help="Target dataset spec (e.g. digits, svhn, folder:PATH).")
 @click.option("--source", default=None, help="Where pretrained weights come from: imagenet, a dataset spec "
               "(pretrained here on it first, then cached), or a .keras model file. Omit to train from scratch.")
-@click.option("--arch", type=click.Choice(ARCH_CHOICES), default="small-cnn", show_default=True,
+@click.option("--arch", type=click.Choice(list(registry.ARCHITECTURES)), default=registry.ARCH, show_default=True,
               help="Network architecture.")
-@click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
+@click.option("--method", type=click.Choice(registry.METHODS), default=None,
               help="scratch: random init; model: fine-tune the source network; instance: drop the target "
               "instances whose removal is predicted to lower validation loss, then fine-tune. "
               "[default: model with --source, else scratch]")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Local ImageNet no-top weights file (.h5) for --source imagenet when offline; 'random' runs the "
               "pipeline without ImageNet weights (smoke tests).")
-@click.option("--epochs", type=int, default=10, show_default=True, callback=positive,
+@click.option("--epochs", type=int, default=registry.EPOCHS, show_default=True, callback=positive,
               help="Epochs of target training (of the fine-tuning phase for --method model).")
-@click.option("--head-epochs", type=int, default=2, show_default=True,
+@click.option("--head-epochs", type=int, default=registry.HEAD_EPOCHS, show_default=True,
               help="--method model: epochs training the new head with the backbone frozen first (0 skips).")
-@click.option("--source-epochs", type=int, default=5, show_default=True, callback=positive,
+@click.option("--source-epochs", type=int, default=registry.SOURCE_EPOCHS, show_default=True, callback=positive,
               help="Epochs of pretraining when --source is a dataset.")
-@click.option("--batch-size", type=int, default=32, show_default=True, callback=positive,
+@click.option("--batch-size", type=int, default=registry.BATCH_SIZE, show_default=True, callback=positive,
               help="Global batch size (split across replicas).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, callback=positive, help="Learning rate.")
-@click.option("--fine-tune-lr-factor", type=float, default=0.1, show_default=True,
+@click.option("--lr", type=float, default=registry.LEARNING_RATE, show_default=True, callback=positive,
+              help="Learning rate.")
+@click.option("--fine-tune-lr-factor", type=float, default=registry.FINE_TUNE_LR_FACTOR, show_default=True,
               help="--method model: the fine-tuning phase uses lr times this factor.")
 @click.option("--fine-tune-layers", type=int, default=None, callback=positive,
               help="--method model: unfreeze only the top N backbone layers. [default: all]")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
+@click.option("--optimizer", type=click.Choice(registry.OPTIMIZERS), default=registry.OPTIMIZER, show_default=True,
               help="Optimizer (sgd uses momentum 0.9).")
-@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+@click.option("--lr-schedule", type=click.Choice(registry.LR_SCHEDULES), default=registry.LR_SCHEDULE,
+              show_default=True,
               help="Learning-rate schedule over each phase.")
-@click.option("--patience", type=int, default=5, show_default=True,
+@click.option("--patience", type=int, default=registry.PATIENCE, show_default=True,
               help="Early stopping: epochs without validation-loss improvement before stopping (0 disables).")
 @click.option("--image-size", type=int, default=None, callback=positive,
               help="Side of the square model input; images are resized to it. [default: 28 small-cnn, 32 others]")
@@ -72,9 +72,9 @@ def main() -> None:
               help="Stratified subsample of the target training split (small-target regime).")
 @click.option("--imbalance", default=None, metavar="CLASS:FRACTION",
               help="Make CLASS (index or name) this fraction of the training split, e.g. 0:0.9.")
-@click.option("--label-noise", type=float, default=0.0, show_default=True,
+@click.option("--label-noise", type=float, default=registry.LABEL_NOISE, show_default=True,
               help="Fraction of training labels flipped (seeded; the flipped ids are recorded).")
-@click.option("--noise-kind", type=click.Choice(["symmetric", "pair"]), default="symmetric", show_default=True,
+@click.option("--noise-kind", type=click.Choice(registry.NOISE_KINDS), default=registry.NOISE_KIND, show_default=True,
               help="How --label-noise flips a label: symmetric to a uniformly random other class; pair from "
               "class c to c+1 mod K (structured noise).")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
@@ -89,20 +89,21 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run as N local worker processes (MultiWorkerMirroredStrategy over 127.0.0.1, worker 0 the "
               "chief) to try multi-worker training; on a cluster set TF_CONFIG per worker instead (deploy/).")
-@click.option("--policy", default="auto", show_default=True,
+@click.option("--policy", default=registry.POLICY, show_default=True,
               metavar="sign|fraction:P|auto|loss:P|cleanlab|random:P",
               help="--method instance: which instances to drop. sign: every one predicted harmful; fraction:P: "
               "the P most harmful; auto: judge candidate drop sets on the selection part of the validation "
               "data and keep the best. Baselines: loss:P the P highest warm-up losses; cleanlab: confident "
               "learning's label issues; random:P a random P.")
-@click.option("--auto-judge", type=click.Choice(["head", "full"]), default="head", show_default=True,
+@click.option("--auto-judge", type=click.Choice(registry.AUTO_JUDGES), default=registry.AUTO_JUDGE, show_default=True,
               help="--policy auto: judge each candidate by a head-only refit on cached backbone features (cheap) "
               "or by a full fine-tune (slow); only the winner is fully refit either way.")
-@click.option("--auto-margin", type=float, default=0.05, show_default=True,
+@click.option("--auto-margin", type=float, default=registry.AUTO_MARGIN, show_default=True,
               help="--policy auto: keep the fewest drops among candidates within this relative margin of the "
               "lowest validation loss, so tiny differences do not decide.")
 @influence_options
-@click.option("--instance-start", type=click.Choice(["source", "warmup"]), default="source", show_default=True,
+@click.option("--instance-start", type=click.Choice(registry.INSTANCE_STARTS), default=registry.INSTANCE_START,
+              show_default=True,
               help="--method instance: fine-tune the kept instances from the source weights or continue from "
               "the warm-up model.")
 @click.option("--refit-epochs", type=int, default=None, callback=positive,
@@ -128,15 +129,18 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
         target=target, source=source, arch=arch, method=method, weights=weights, image_size=image_size,
         epochs=epochs, head_epochs=head_epochs, source_epochs=source_epochs, batch_size=batch_size,
         learning_rate=lr, fine_tune_lr_factor=fine_tune_lr_factor, fine_tune_layers=fine_tune_layers,
-        optimizer=optimizer, lr_schedule=lr_schedule, patience=patience or None, seed=seed or 0,
-        val_fraction=0.1 if val_fraction is None else val_fraction, max_train_examples=max_train_examples,
+        optimizer=optimizer, lr_schedule=lr_schedule, patience=patience or None,
+        seed=registry.SEED if seed is None else seed,
+        val_fraction=registry.VAL_FRACTION if val_fraction is None else val_fraction,
+        max_train_examples=max_train_examples,
         imbalance=imbalance, label_noise=label_noise, noise_kind=noise_kind, data_dir=data_dir,
         instance=InstanceOptions(policy=policy, judge=auto_judge, auto_margin=auto_margin, scope=scope,
                                  solver=solver, damping=damping,
                                  damping_retries=damping_retries,
                                  max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
                                  start=instance_start, refit_epochs=refit_epochs, **solver_knobs))
-    output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", f"{arch}-{source or 'scratch'}-to-{target}-{method}")
+    run_name = f"{arch}-{source or 'scratch'}-to-{target}-{method}"
+    output = output or Path("runs") / re.sub(r"[^A-Za-z0-9.-]+", "_", run_name)
     export_to = Path(export_base) / validate_model_name(export_name) if export_name else None
     result = run_transfer(config, output, resume=resume, strategy=strategy, verbose=not quiet, export_to=export_to)
     click.echo(result.summary() if is_chief(strategy) else "worker done; the chief writes the run's outputs")
@@ -160,7 +164,8 @@ def _launch_workers(ctx: click.Context, workers: int) -> None:
 
 @main.command()
 @model_options
-@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(registry.EVALUATION_SPLITS), default=registry.EVALUATION_SPLITS[0],
+              show_default=True,
               help="Which split to evaluate on.")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Where to write metrics-<split>.json, confusion-<split>.png and blessing.json. "
@@ -175,7 +180,7 @@ def _launch_workers(ctx: click.Context, workers: int) -> None:
 def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, baseline, threshold) -> None:
     """Print loss, accuracy, error rate and per-class accuracy; write a metrics JSON and a confusion PNG."""
     from keras_itl.evaluation import evaluate_saved_model
-    from keras_itl.reports import format_metrics, write_evaluation
+    from keras_itl.evaluation_report import format_metrics, write_evaluation
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     metrics, data = evaluate_saved_model(model_path, target, split=split, **options)
@@ -192,12 +197,12 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, ba
 @main.command()
 @model_options
 @influence_options
-@click.option("--policy", default="sign", show_default=True, metavar="sign|fraction:P",
+@click.option("--policy", default=registry.INSPECT_POLICY, show_default=True, metavar="sign|fraction:P",
               help="Which instances the report marks as dropped (auto needs refits: use train --method instance).")
 @click.option("--check-loo", type=int, default=None, metavar="K",
               help="Also retrain without each of the K instances of largest |predicted change| and report the "
               "Pearson and Spearman correlation of predicted and actual changes, with a scatter PNG.")
-@click.option("--batch-size", type=int, default=64, show_default=True, callback=positive,
+@click.option("--batch-size", type=int, default=registry.INFLUENCE_BATCH_SIZE, show_default=True, callback=positive,
               help="Batch size of the gradient, Hessian-vector and scoring passes.")
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Where to write influence.csv, influence.json and the PNGs. [default: <model dir>/influence]")
@@ -207,7 +212,7 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
               max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet,
               **solver_knobs) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
-    from keras_itl.influence_workflow import inspect_influence
+    from keras_itl.influence.workflow import inspect_influence
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     lines = inspect_influence(model_path, target, options, output or model_dir / "influence", scope=scope,

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import click
 
-SCOPE_HELP = "Influence parameter scope: head (final Dense layer), top:K (last K weighted layers) or all."
+from keras_itl import registry
+
+SCOPE_HELP = f"Influence parameter scope: {registry.SCOPE_HELP}."
 
 
 def user_errors(command):
@@ -41,25 +42,28 @@ def _apply(options: list, command):
 def influence_options(command):
     """Options of the influence computation, shared by train --method instance and influence."""
     options = [
-        click.option("--scope", default="head", show_default=True, help=SCOPE_HELP),
-        click.option("--solver", type=click.Choice(["cg", "exact", "lissa"]), default="cg", show_default=True,
+        click.option("--scope", default=registry.SCOPE, show_default=True, help=SCOPE_HELP),
+        click.option("--solver", type=click.Choice(registry.SOLVERS), default=registry.SOLVER, show_default=True,
                      help="Inverse-Hessian-vector solver: conjugate gradient, dense exact (small scopes) or LiSSA."),
-        click.option("--damping", type=float, default=0.01, show_default=True,
+        click.option("--damping", type=float, default=registry.DAMPING, show_default=True,
                      help="Damping added to the Hessian (H + damping*I) so the solve is well posed for deep nets."),
-        click.option("--damping-retries", type=click.IntRange(min=0), default=3, show_default=True,
+        click.option("--damping-retries", type=click.IntRange(min=0), default=registry.DAMPING_RETRIES,
+                     show_default=True,
                      help="When the solve fails (not positive definite, no convergence), retry this many times, "
                           "each with 10x the damping; the damping used is reported."),
-        click.option("--cg-max-iterations", type=click.IntRange(min=1), default=200, show_default=True,
+        click.option("--cg-max-iterations", type=click.IntRange(min=1), default=registry.CG_MAX_ITERATIONS,
+                     show_default=True,
                      help="--solver cg: iterations before the solve counts as failed."),
-        click.option("--lissa-scale", type=float, default=10.0, show_default=True, callback=positive,
+        click.option("--lissa-scale", type=float, default=registry.LISSA_SCALE, show_default=True, callback=positive,
                      help="--solver lissa: must exceed the largest eigenvalue of H + damping*I, or LiSSA diverges."),
-        click.option("--lissa-depth", type=click.IntRange(min=1), default=1000, show_default=True,
+        click.option("--lissa-depth", type=click.IntRange(min=1), default=registry.LISSA_DEPTH, show_default=True,
                      help="--solver lissa: recursion steps; too few and the residual check fails the solve."),
         click.option("--lissa-batch-size", type=click.IntRange(min=1), default=None,
                      help="--solver lissa: training instances sampled per step. [default: all of them]"),
-        click.option("--max-drop-fraction", type=float, default=0.5, show_default=True,
+        click.option("--max-drop-fraction", type=float, default=registry.MAX_DROP_FRACTION, show_default=True,
                      help="Never drop more than this fraction of the training instances."),
-        click.option("--min-class-keep-fraction", type=float, default=0.5, show_default=True,
+        click.option("--min-class-keep-fraction", type=float, default=registry.MIN_CLASS_KEEP_FRACTION,
+                     show_default=True,
                      help="Per-class floor: every class keeps at least this fraction of its instances (and one)."),
     ]
     return _apply(options, command)
@@ -69,9 +73,9 @@ def dataset_options(command):
     """Options that decide how a target dataset is split (train and evaluate must agree on them)."""
     options = [
         click.option("--seed", type=int, default=None, help="Seed for splits, label noise, initialisation and "
-                     "data order. [default: 0, or the training run's]"),
+                     f"data order. [default: {registry.SEED}, or the training run's]"),
         click.option("--val-fraction", type=float, default=None, help="Stratified fraction of the training data "
-                     "held out for validation. [default: 0.1, or the training run's]"),
+                     f"held out for validation. [default: {registry.VAL_FRACTION}, or the training run's]"),
         click.option("--data-dir", type=click.Path(file_okay=False), default=None,
                      help="TFDS data directory holding local copies of TFDS datasets (else $TFDS_DATA_DIR)."),
     ]
@@ -92,20 +96,14 @@ def run_dataset_options(model_path: str, target: str | None, seed: int | None, v
                          data_dir: str | None) -> tuple[Path, str, dict]:
     """(model directory, target, load_dataset options), defaulting to the training run's own choices."""
     from keras_itl.errors import UserError
+    from keras_itl.run_record import RUN_FILE, RunRecord
 
     model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-    run = json.loads((model_dir / "run.json").read_text())["config"] if (model_dir / "run.json").exists() else {}
-    target = target or run.get("target")
+    run = RunRecord.read(model_dir)
+    target = target or (run.target if run else None)
     if not target:
-        raise UserError("--target is required when the model has no run.json beside it")
-    options = {"seed": run.get("seed", 0) if seed is None else seed,
-               "val_fraction": run.get("val_fraction", 0.1) if val_fraction is None else val_fraction,
-               "data_dir": data_dir or run.get("data_dir")}
-    for key in ("max_train_examples", "label_noise", "noise_kind"):
-        if run.get(key):
-            options[key] = run[key]
-    if run.get("imbalance"):
-        from keras_itl.datasets import parse_imbalance
-
-        options["imbalance"] = parse_imbalance(run["imbalance"])
+        raise UserError(f"--target is required when the model has no {RUN_FILE} beside it")
+    options = run.dataset_options() if run else {"seed": registry.SEED, "val_fraction": registry.VAL_FRACTION}
+    given = {"seed": seed, "val_fraction": val_fraction, "data_dir": data_dir}
+    options.update({key: value for key, value in given.items() if value is not None})
     return model_dir, target, options

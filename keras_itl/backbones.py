@@ -7,34 +7,15 @@ class counts and lets influence code find the head.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 
 from keras_itl.errors import UserError, network_failure, one_line
+from keras_itl.registry import ARCHITECTURES, Architecture
 
 BACKBONE_NAME = "backbone"
 HEAD_NAME = "head"
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What the rest of keras-itl needs to know about one architecture."""
-
-    name: str
-    default_image_size: int
-    min_image_size: int
-    needs_rgb: bool
-    supports_imagenet: bool
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "small-cnn": Architecture("small-cnn", 28, 8, needs_rgb=False, supports_imagenet=False),
-    "vgg16": Architecture("vgg16", 32, 32, needs_rgb=True, supports_imagenet=True),
-    "resnet50": Architecture("resnet50", 32, 32, needs_rgb=True, supports_imagenet=True),
-    "densenet121": Architecture("densenet121", 32, 32, needs_rgb=True, supports_imagenet=True),
-}
 
 
 def get_architecture(name: str) -> Architecture:

@@ -12,14 +12,14 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from keras_itl.datasets import TargetDataset, make_batches
-from keras_itl.errors import UserError
+from keras_itl.errors import UserError, one_line
 from keras_itl.export import latest_version
 from keras_itl.serving_layout import DEFAULT_SIGNATURE, class_names_path
 
@@ -86,7 +86,7 @@ def saved_model_error(version_dir: str | os.PathLike, data: TargetDataset, split
     try:
         signature = tf.saved_model.load(str(version_dir)).signatures.get(DEFAULT_SIGNATURE)
     except (OSError, ValueError, tf.errors.OpError) as error:
-        raise UserError(f"cannot load the baseline {version_dir}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"cannot load the baseline {version_dir}: {one_line(error)}") from None
     inputs = signature.structured_input_signature[1] if signature is not None else {}
     if len(inputs) != 1 or "classes" not in signature.structured_outputs:
         raise UserError(f"the baseline {version_dir} has no {DEFAULT_SIGNATURE} signature taking images and "
@@ -111,7 +111,7 @@ def bless_candidate(model_path: str | os.PathLike, candidate_error: float, base_
     return Blessing(blessed=blessed, candidate_error=candidate_error, baseline_error=baseline_error,
                     baseline_version=version, baseline_path=str(Path(base_path).resolve()), threshold=threshold,
                     split=split, candidate_model=str(model_file.resolve()), candidate_sha256=_sha256(model_file),
-                    evaluated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                    evaluated_at=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def check_blessing(model_path: str | os.PathLike, serving_dir: str | os.PathLike,
@@ -131,7 +131,8 @@ def check_blessing(model_path: str | os.PathLike, serving_dir: str | os.PathLike
     except (ValueError, TypeError) as error:
         raise UserError(f"unreadable blessing {path}: {error}") from None
     if not blessing.blessed:
-        raise UserError(f"not pushed: the candidate is not blessed ({blessing.describe()}); pass --force to push anyway")
+        raise UserError(f"not pushed: the candidate is not blessed ({blessing.describe()}); "
+                        "pass --force to push anyway")
     if Path(blessing.baseline_path) != Path(serving_dir).resolve():
         raise UserError(f"the blessing compared the candidate with {blessing.baseline_path}, not {serving_dir}: "
                         f"run `keras-itl evaluate --model {model_path} --baseline {serving_dir}` first")

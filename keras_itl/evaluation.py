@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_itl.datasets import Split, TargetDataset, load_dataset, make_batches
-from keras_itl.errors import UserError
+from keras_itl.errors import UserError, one_line
 
 _EPSILON = 1e-7  # the same probability clip Keras applies in its cross-entropy
 
@@ -31,7 +31,7 @@ class Metrics:
         return asdict(self)
 
 
-_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.PolymorphicFunction]" = (
+_FORWARD: weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.PolymorphicFunction] = (
     weakref.WeakKeyDictionary())
 
 
@@ -92,7 +92,7 @@ def load_trained_model(path: str | os.PathLike) -> keras.Model:
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # Keras raises many types for unreadable files
-        raise UserError(f"cannot load model {path}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"cannot load model {path}: {one_line(error)}") from None
 
 
 def evaluate_saved_model(model_path: str | os.PathLike, target: str, *, split: str = "test",

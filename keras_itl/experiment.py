@@ -14,7 +14,7 @@ import os
 import shlex
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import keras
@@ -22,9 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_itl.determinism import make_deterministic
-from keras_itl.export import export_model, run_metadata
+from keras_itl.export import export_model
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import METHOD_ORDER, Preset
+from keras_itl.registry import INSTANCE_FLAGS, TRAIN_FLAGS, TargetOptions, TrainingBudget
 from keras_itl.selection import parse_policy
 from keras_itl.transfer import (
     InstanceOptions,
@@ -42,17 +43,14 @@ def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None
     """
     overrides = dict(overrides or {})
     instance = overrides.pop("instance", InstanceOptions())
+    shared = {field.name: getattr(preset, field.name)  # the budget and target options, as the preset sets them
+              for base in (TrainingBudget, TargetOptions) for field in fields(base)}
     configs = []
     for arch in preset.archs:
         for seed in range(seeds):
             for method in METHOD_ORDER:
-                config = TransferConfig(
-                    target=preset.target, source=preset.source, arch=arch, method=method,
-                    image_size=preset.image_size, epochs=preset.epochs, head_epochs=preset.head_epochs,
-                    source_epochs=preset.source_epochs, batch_size=preset.batch_size,
-                    learning_rate=preset.learning_rate, fine_tune_lr_factor=preset.fine_tune_lr_factor, seed=seed,
-                    max_train_examples=preset.max_train_examples, label_noise=preset.label_noise,
-                    noise_kind=preset.noise_kind, imbalance=preset.imbalance)
+                config = TransferConfig(target=preset.target, source=preset.source, arch=arch, method=method,
+                                        image_size=preset.image_size, seed=seed, **shared)
                 policies = preset.instance_policies if method == "instance" else (None,)
                 for policy in policies:
                     chosen = config if policy is None else replace(config, instance=replace(instance, policy=policy))
@@ -68,21 +66,24 @@ def row_label(config: TransferConfig) -> str:
 
 
 def train_command(config: TransferConfig, output: Path) -> str:
-    """The ``keras-itl train`` command line that runs ``config`` (what ``--dry-run`` prints)."""
+    """The ``keras-itl train`` command line that runs ``config`` (what ``--dry-run`` prints).
+
+    Names the source, target, arch and method (and the policy of an instance run) always, every other
+    setting where it differs from the default; the flags are the registry's.
+    """
     defaults = TransferConfig(target=config.target, source=config.source)
-    flags = {"source": "--source", "target": "--target", "arch": "--arch", "method": "--method",
-             "weights": "--weights", "image_size": "--image-size", "epochs": "--epochs",
-             "head_epochs": "--head-epochs", "source_epochs": "--source-epochs", "batch_size": "--batch-size",
-             "learning_rate": "--lr", "fine_tune_lr_factor": "--fine-tune-lr-factor", "seed": "--seed",
-             "max_train_examples": "--max-train-examples", "label_noise": "--label-noise",
-             "noise_kind": "--noise-kind", "imbalance": "--imbalance", "data_dir": "--data-dir"}
     parts = ["keras-itl", "train"]
-    for name, flag in flags.items():
+    for name, flag in TRAIN_FLAGS.items():
         value = getattr(config, name)
         if name in ("source", "target", "arch", "method") or (value is not None and value != getattr(defaults, name)):
             parts += [flag, str(value)]
+    if config.patience != defaults.patience:
+        parts += ["--patience", str(config.patience or 0)]  # 0 disables early stopping
     if config.method == "instance":
-        parts += ["--policy", config.instance.policy]
+        for name, flag in INSTANCE_FLAGS.items():
+            value = getattr(config.instance, name)
+            if name == "policy" or (value is not None and value != getattr(defaults.instance, name)):
+                parts += [flag, str(value)]
     return shlex.join(parts + ["--output", str(output)])
 
 
@@ -149,7 +150,8 @@ def summarise(runs: list[MethodRun], preset: Preset) -> list[dict]:
 
 
 def _noise_detection_summary(detections: list[dict]) -> dict:
-    """Mean ± std over seeds of the dropped set's precision and recall, and the ranking's ROC AUC, vs the flipped ids."""
+    """Mean ± std over seeds of the dropped set's precision and recall, and the ranking's ROC AUC,
+    against the flipped ids."""
     summary = {"flipped_mean": float(np.mean([d["flipped"] for d in detections]))}
     for key in _DETECTION_KEYS:
         values = np.array([np.nan if d.get(key) is None else d[key] for d in detections], dtype=float)
@@ -274,7 +276,7 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
         model = keras.saving.load_model(Path(run.run_dir) / "model.keras")
         version = export_model(model, Path(export_base) / preset.name,
                                class_names=result.dataset["class_names"],
-                               metadata={**run_metadata(result.to_dict()), "experiment": preset.name})
+                               metadata={**result.record().export_metadata(), "experiment": preset.name})
         exported = str(version.path)
     rows = summarise(runs, preset)
     experiment = ExperimentResult(preset=preset.name, seeds=seeds, rows=rows, runs=runs, output_dir=output_dir,

@@ -23,7 +23,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -32,16 +32,22 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 import keras_itl
-from keras_itl.backbones import build_model, get_architecture, model_channels
 from keras_itl.datasets import load_dataset
 from keras_itl.errors import UserError
 from keras_itl.evaluation import load_trained_model
-from keras_itl.serving_layout import (BYTES_SIGNATURE, CLASS_NAMES_FILE, DEFAULT_SIGNATURE, metadata_path,
-                                      validate_model_name, version_number, warmup_path)
+from keras_itl.run_record import RunRecord, restore_checkpoint
+from keras_itl.serving_layout import (
+    BYTES_SIGNATURE,
+    CLASS_NAMES_FILE,
+    DEFAULT_SIGNATURE,
+    metadata_path,
+    validate_model_name,
+    version_number,
+    warmup_path,
+)
 
 _TEMP_PREFIX = ".tmp-"
 MAX_DECODED_PIXELS = 4096 * 4096
-RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,7 @@ def _write_extras(directory: Path, model_name: str, image_shape: tuple[int, int,
     metadata_path(directory).parent.mkdir()
     described = {**metadata, "class_names": class_names, "input_shape": list(image_shape), "version": version,
                  "signatures": [DEFAULT_SIGNATURE, BYTES_SIGNATURE],
-                 "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                  "keras_itl_version": keras_itl.__version__}
     metadata_path(directory).write_text(json.dumps(described, indent=2, default=str))
     with tf.io.TFRecordWriter(str(warmup_path(directory))) as writer:
@@ -219,46 +225,6 @@ class Exportable:
     metadata: dict
 
 
-def run_metadata(run: dict) -> dict:
-    """Export metadata from a ``keras-itl train`` run record (run.json, i.e. ``TransferResult.to_dict()``)."""
-    config = run["config"]
-    test = run.get("test") or {}
-    influence = run.get("influence")
-    return {
-        "architecture": config["arch"], "source": config.get("source"), "target": config["target"],
-        "method": config["method"],
-        "metrics": {"split": "test", **{key: test.get(key) for key in ("loss", "accuracy", "error_rate",
-                                                                       "num_examples")}},
-        "dropped_instances": len(influence["selection"]["drop_ids"]) if influence else 0,
-        "training_options": config,
-    }
-
-
-def _read_run(directory: Path) -> dict | None:
-    """The run record (run.json) in ``directory``, or None when it holds none."""
-    run_file = directory / RUN_FILE
-    return json.loads(run_file.read_text()) if run_file.is_file() else None
-
-
-def _restore_checkpoint(directory: Path, checkpoint: str) -> tuple[keras.Model, dict]:
-    """Rebuild the run's model from its run.json and load a training checkpoint's weights into it."""
-    run_dir = next((d for d in (directory, *directory.parents) if _read_run(d) is not None), None)
-    if run_dir is None:
-        raise UserError(f"no {RUN_FILE} above checkpoint directory {directory}: cannot tell which model to rebuild")
-    run = _read_run(run_dir)
-    config, dataset = run["config"], run["dataset"]
-    model = build_model(config["arch"], dataset["num_classes"],
-                        image_size=config.get("image_size") or get_architecture(config["arch"]).default_image_size,
-                        channels=model_channels(config["arch"], dataset["image_shape"][2]))
-    status = tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
-        raise UserError(f"checkpoint {checkpoint} does not match the model described by {run_dir / RUN_FILE}: "
-                        f"{str(error).splitlines()[0]}") from None
-    return model, run
-
-
 def load_exportable(path: str | os.PathLike, *, target: str | None = None) -> Exportable:
     """A ``.keras`` file, a ``keras-itl train`` run directory, or a run's ``checkpoints/<phase>`` directory.
 
@@ -272,18 +238,18 @@ def load_exportable(path: str | os.PathLike, *, target: str | None = None) -> Ex
                         "run's checkpoints/<phase> directory")
     checkpoint = tf.train.latest_checkpoint(str(path)) if path.is_dir() else None
     if checkpoint is not None:
-        model, run = _restore_checkpoint(path, checkpoint)
-        metadata = {**run_metadata(run), "metrics": None, "checkpoint": checkpoint}
+        model, run = restore_checkpoint(path, checkpoint)
+        metadata = {**run.export_metadata(), "metrics": None, "checkpoint": checkpoint}
     else:
         model = load_trained_model(path)
-        run = _read_run(path if path.is_dir() else path.parent)
-        metadata = run_metadata(run) if run else {"architecture": model.name, "model_file": str(path)}
+        run = RunRecord.read(path if path.is_dir() else path.parent)
+        metadata = run.export_metadata() if run else {"architecture": model.name, "model_file": str(path)}
     num_classes = model.output_shape[-1]
     if target is not None:
         class_names = load_dataset(target).info.class_names
         metadata["target"] = target
     elif run is not None:
-        class_names = run["dataset"]["class_names"]
+        class_names = run.class_names
     else:
         class_names = [str(i) for i in range(num_classes)]
     if len(class_names) != num_classes:

@@ -35,11 +35,9 @@ from keras_itl.influence import (
     compute_influence,
     frozen_features,
 )
-from keras_itl.influence_report import noise_detection, write_influence_report
+from keras_itl.influence.report import noise_detection, write_influence_report
 from keras_itl.selection import Policy, SelectionResult, parse_policy
 from keras_itl.validation_parts import DESIGN
-
-JUDGES = ("head", "full")
 
 
 @dataclass

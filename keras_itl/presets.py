@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from keras_itl import registry
 from keras_itl.errors import UserError
+from keras_itl.registry import METHODS as METHOD_ORDER
 
-METHOD_ORDER = ("scratch", "model", "instance")
 INFLUENCE_ONLY = ("auto",)
 
 
@@ -21,8 +22,9 @@ def digits_policies(fraction: float) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Preset:
-    """One comparison: where weights come from, the target, architectures and the training budget."""
+class Preset(registry.TrainingBudget, registry.TargetOptions):
+    """One comparison: where weights come from, the target, architectures, the training budget and
+    the target options (the keyword-only fields of TrainingBudget and TargetOptions)."""
 
     name: str
     description: str
@@ -30,16 +32,6 @@ class Preset:
     target: str
     archs: tuple[str, ...]
     image_size: int
-    epochs: int = 10
-    head_epochs: int = 2
-    source_epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    fine_tune_lr_factor: float = 0.1
-    max_train_examples: int | None = None
-    label_noise: float = 0.0
-    noise_kind: str = "symmetric"
-    imbalance: str | None = None
     paper: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     instance_policies: tuple[str, ...] = INFLUENCE_ONLY  # one instance row per selection policy
 
@@ -55,7 +47,7 @@ class Preset:
 
 def _imagenet(name: str, description: str, target: str, paper: dict, imbalance: str | None = None) -> Preset:
     return Preset(name, description, source="imagenet", target=target, archs=tuple(paper), image_size=32,
-                  epochs=10, head_epochs=2, batch_size=64, imbalance=imbalance, paper=paper)
+                  batch_size=64, imbalance=imbalance, paper=paper)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (

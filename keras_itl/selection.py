@@ -24,7 +24,11 @@ from fractions import Fraction
 
 import numpy as np
 
+from keras_itl import registry
 from keras_itl.errors import UserError
+from keras_itl.registry import INFLUENCE_POLICY_KINDS as INFLUENCE_KINDS
+from keras_itl.registry import POLICIES_WITH_FRACTION as _WITH_FRACTION
+from keras_itl.registry import POLICY_KINDS as _KINDS
 
 POLICY_HELP = (
     "How to choose the target training instances to drop before fine-tuning, from each instance's "
@@ -39,9 +43,6 @@ POLICY_HELP = (
 )
 
 _FORMS = "sign, fraction:P (0 < P < 1, e.g. fraction:0.1), auto, loss:P, cleanlab or random:P"
-_KINDS = ("sign", "fraction", "auto", "loss", "cleanlab", "random")
-_WITH_FRACTION = ("fraction", "loss", "random")
-INFLUENCE_KINDS = ("sign", "fraction", "auto")
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,10 @@ def select_drops(
     labels: Sequence[int] | np.ndarray,
     predicted_delta: Sequence[float] | np.ndarray,
     *,
-    policy: Policy | str = "auto",
+    policy: Policy | str = registry.POLICY,
     class_names: list[str],
-    max_drop_fraction: float = 0.5,
-    min_class_keep_fraction: float = 0.5,
+    max_drop_fraction: float = registry.MAX_DROP_FRACTION,
+    min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION,
     min_per_class: int = 1,
     auto_fractions: tuple[float, ...] = (0.05, 0.10, 0.20),
     auto_margin: float = 0.0,
@@ -301,7 +302,8 @@ def _eligible(policy: Policy, delta: np.ndarray, eligible: Sequence[bool] | np.n
 
 
 def _propose(policy: Policy | None, order: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The indices ``policy`` would drop before caps and floors (first in ``order`` first), and a note if it fell short."""
+    """The indices ``policy`` would drop before caps and floors (first in ``order`` first), and a note if it fell
+    short."""
     candidates = order[eligible[order]]
     if policy is None:
         return candidates[:0], []

@@ -31,8 +31,13 @@ from keras_itl.errors import UserError
 from keras_itl.serving.config_protos import parse_config
 from keras_itl.serving.errors import Unavailable
 from keras_itl.serving.metrics import record_batch, record_dequeued, record_queued
-from keras_itl.serving.prediction import (call_signature, check_inputs, check_output_filter, run_prediction,
-                                          select_outputs)
+from keras_itl.serving.prediction import (
+    call_signature,
+    check_inputs,
+    check_output_filter,
+    run_prediction,
+    select_outputs,
+)
 from keras_itl.serving.signatures import Signature
 
 log = logging.getLogger(__name__)
@@ -197,7 +202,8 @@ class Batcher:
         merged = {}
         for name in tasks[0].inputs:
             joined = np.concatenate([task.inputs[name] for task in tasks])
-            merged[name] = np.concatenate([joined, np.repeat(joined[-1:], size - rows, axis=0)]) if size > rows else joined
+            padding = np.repeat(joined[-1:], size - rows, axis=0)
+            merged[name] = np.concatenate([joined, padding]) if size > rows else joined
         record_batch(rows, size)
         outputs = call_signature(queue.signature, merged, queue.model_name)
         if any(np.ndim(value) == 0 or len(value) != size for value in outputs.values()):

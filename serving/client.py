@@ -11,14 +11,20 @@ from __future__ import annotations
 import base64
 import urllib.error
 import urllib.request
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import numpy as np
 import orjson
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from keras_itl.errors import UserError
 from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, to_json_dict
@@ -132,7 +138,7 @@ class GrpcClient:
         """Close the channel."""
         self._channel.close()
 
-    def __enter__(self) -> "GrpcClient":
+    def __enter__(self) -> GrpcClient:
         return self
 
     def __exit__(self, *exc_info) -> None:

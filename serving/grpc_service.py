@@ -15,8 +15,12 @@ from concurrent import futures
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from keras_itl.serving.api_messages import SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map
 from keras_itl.serving.errors import InvalidArgument
@@ -79,7 +83,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _predict(self, request) -> predict_pb2.PredictResponse:
         loaded = self._manager.resolve(*_addressed(request.model_spec))
         signature = get_signature(loaded, request.model_spec.signature_name)
-        inputs = {name: tensor_from_proto(name, proto, self._max_tensor_bytes) for name, proto in request.inputs.items()}
+        inputs = {name: tensor_from_proto(name, proto, self._max_tensor_bytes)
+                  for name, proto in request.inputs.items()}
         outputs = self._run_model(signature, inputs, request.output_filter, loaded.name)
         response = predict_pb2.PredictResponse(
             model_spec=model_spec(loaded, request.model_spec.signature_name or DEFAULT_SIGNATURE))
@@ -118,8 +123,8 @@ def make_grpc_server(manager: ModelManager, address: str, workers: int, max_mess
                          options=[("grpc.max_receive_message_length", max_message_bytes),
                                   ("grpc.max_send_message_length", max_message_bytes),
                                   ("grpc.so_reuseport", 0)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, max_message_bytes, predict),
-                                                                        server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager, max_message_bytes, predict), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
     add_open_inference_service(server, manager, predict)
     try:

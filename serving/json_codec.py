@@ -6,7 +6,8 @@ outputs named ``*_bytes`` written back as ``{"b64": ...}``.
 
 Speed: bodies are parsed with orjson; in bodies of ``FAST_PATH_BYTES`` or more, a tensor that is one
 plain array of numbers stays text (``RawArray``) until the signature's dtype is known, then
-``numeric_json`` reads it into numpy without building nested lists. Numeric outputs are written by orjson from the numpy arrays (float32 as the
+``numeric_json`` reads it into numpy without building nested lists. Numeric outputs are written by orjson
+from the numpy arrays (float32 as the
 shortest decimal that reads back to the same float32). Only non-finite floats, strings and dtypes
 orjson cannot write take the slower path through Python lists and the standard library.
 

@@ -83,7 +83,8 @@ LOAD_LATENCY = _Count(":tensorflow:cc:saved_model:load_latency",
 
 
 WARMUP_LATENCY = _histogram(":tensorflow:serving:model_warmup_latency",
-                            "Distribution of wall time (in microseconds) for warming up the model.", ("model_path", "status"))
+                            "Distribution of wall time (in microseconds) for warming up the model.",
+                            ("model_path", "status"))
 # TF Serving's queuing-latency buckets: 100 us growing by 1.2x, 52 of them (~1 second).
 QUEUING_BUCKETS_US = tuple(100 * 1.2**k for k in range(52))
 SIZE_BUCKETS = tuple(2**k for k in range(17))
@@ -99,7 +100,8 @@ PROCESSED_BATCH_SIZE = prometheus_client.Histogram(":tensorflow:serving:batching
                                                    "Tracks the batch size distribution on processing.", (),
                                                    buckets=SIZE_BUCKETS, registry=REGISTRY)
 PADDING_SIZE = prometheus_client.Histogram(":tensorflow:serving:batching_session:padding_size",
-                                           "Tracks the padding size distribution on batches.", ("execution_batch_size",),
+                                           "Tracks the padding size distribution on batches.",
+                                           ("execution_batch_size",),
                                            buckets=(0, *SIZE_BUCKETS), registry=REGISTRY)
 
 

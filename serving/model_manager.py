@@ -5,7 +5,8 @@ candidate only once it holds ``saved_model.pb`` (so a directory still being writ
 a candidate that fails to load is recorded as ``END`` with its error, and the versions chosen before
 keep serving. As in TF Serving, a failed load is retried up to ``max_num_load_retries`` times, every
 ``load_retry_interval`` (a ``saved_model.pb`` copied before its ``variables/`` loads once they arrive);
-after that it is skipped until its ``saved_model.pb`` changes, which starts the count again. New versions are loaded before
+after that it is skipped until its ``saved_model.pb`` changes, which starts the count again. New versions are
+loaded before
 old ones are unloaded, and requests keep a reference to the version they resolved, so a swap never
 fails a request in flight.
 """

@@ -4,7 +4,8 @@ A float image batch is tens of thousands of numbers; parsing them into Python fl
 and then converting those to numpy costs several times the inference. Here the text of one array
 (``[[0.5, 1e-3], [2, -4]]``) is checked and measured with vectorised numpy operations on its bytes,
 and its numbers, stripped of brackets, are read as flat chunks by orjson into a float64 array
-(correctly rounded, then cast to the signature's dtype, as TF Serving reads JSON numbers as doubles). Anything this does not handle (NaN/Infinity tokens, strings, objects,
+(correctly rounded, then cast to the signature's dtype, as TF Serving reads JSON numbers as doubles).
+Anything this does not handle (NaN/Infinity tokens, strings, objects,
 empty or ragged lists, malformed numbers) returns None, and the caller falls back to a full JSON parse,
 which also produces the precise error message.
 """

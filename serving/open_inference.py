@@ -235,7 +235,8 @@ class OpenInferenceApi:
         signature = get_signature(loaded, parameters.get("signature_name") if isinstance(parameters, dict) else None)
         inputs = _inputs(request, signature, binary)
         wanted = request.get("outputs") or []
-        if not isinstance(wanted, list) or not all(isinstance(w, dict) and isinstance(w.get("name"), str) for w in wanted):
+        if not isinstance(wanted, list) or not all(isinstance(w, dict) and isinstance(w.get("name"), str)
+                                                   for w in wanted):
             raise InvalidArgument("'outputs' must be a list of objects with a 'name'")
         outputs = self._predict(signature, inputs, [w["name"] for w in wanted], loaded.name)
         binary_names = {w["name"] for w in wanted if (w.get("parameters") or {}).get("binary_data")}

@@ -5,8 +5,8 @@ REST and gRPC both end here, so a request is judged by the same rules whichever 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf

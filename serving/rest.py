@@ -24,8 +24,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from keras_itl.serving import json_codec, open_inference
-from keras_itl.serving.api_messages import (SIGNATURE_DEF_FIELD, model_spec, model_status, signature_def_map,
-                                            to_json_dict)
+from keras_itl.serving.api_messages import (
+    SIGNATURE_DEF_FIELD,
+    model_spec,
+    model_status,
+    signature_def_map,
+    to_json_dict,
+)
 from keras_itl.serving.errors import InvalidArgument, ServingError, Unavailable
 from keras_itl.serving.http_server import json_error, json_response
 from keras_itl.serving.metrics import CONTENT_TYPE, exposition, record_request
@@ -43,8 +48,8 @@ BIG_BODY_BYTES = 1024 * 1024
 MAX_QUEUED_BIG = 4
 _CHUNK = 256 * 1024
 # The status label of request metrics for REST answers, named like the gRPC codes TF Serving reports.
-_STATUS_NAMES = {200: "OK", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 413: "RESOURCE_EXHAUSTED",
-                 500: "INTERNAL", 503: "UNAVAILABLE"}
+_STATUS_NAMES = {200: "OK", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED",
+                 413: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
 
 @dataclass(frozen=True)

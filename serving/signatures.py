@@ -40,7 +40,7 @@ class Signature:
     outputs: dict[str, tf.TensorSpec]
 
     @classmethod
-    def from_function(cls, function) -> "Signature":
+    def from_function(cls, function) -> Signature:
         """Wrap a signature function of ``tf.saved_model.load(...).signatures``."""
         return cls(function, dict(function.structured_input_signature[1]), dict(function.structured_outputs))
 

@@ -15,12 +15,12 @@ from keras_itl.training import is_chief, make_strategy
 
 strategy = make_strategy()  # a multi-worker strategy must precede every other TF op
 
-import keras
-import numpy as np
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
-from keras_itl.backbones import build_model
-from keras_itl.datasets.loading import load_dataset
-from keras_itl.influence import InfluenceConfig, WorkerShard, compute_influence
+from keras_itl.backbones import build_model  # noqa: E402
+from keras_itl.datasets.loading import load_dataset  # noqa: E402
+from keras_itl.influence import InfluenceConfig, WorkerShard, compute_influence  # noqa: E402
 
 
 def main(output: Path, train_examples: int) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from keras_itl.cli.main import main
 
+from keras_itl.cli.main import main
 from keras_itl.experiment import run_experiment
 from keras_itl.presets import PRESETS, get_preset
 from keras_itl.selection import parse_policy

@@ -83,7 +83,7 @@ def test_a_network_failure_is_found_behind_a_wrapping_exception():
         try:
             raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
         except urllib.error.URLError:
-            raise Exception("URL fetch failure on https://example.invalid/w.h5")  # as keras get_file re-raises
+            raise Exception("URL fetch failure on https://example.invalid/w.h5")  # noqa: B904 - as keras get_file re-raises
     except Exception as wrapped:
         assert isinstance(network_failure(wrapped), urllib.error.URLError)
         assert one_line(wrapped) == "Exception: URL fetch failure on https://example.invalid/w.h5"

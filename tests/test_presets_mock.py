@@ -24,8 +24,8 @@ import tensorflow_datasets as tfds
 
 from keras_itl.experiment import run_experiment
 from keras_itl.presets import METHOD_ORDER, PRESETS
+from keras_itl.pretrained import IMAGENET
 from keras_itl.selection import parse_policy
-from keras_itl.sources import IMAGENET
 from keras_itl.training import make_strategy
 from keras_itl.transfer import RANDOM_WEIGHTS, InstanceOptions
 

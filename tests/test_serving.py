@@ -18,13 +18,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from keras_itl.cli.main import main
 from keras_itl.serving.client import GrpcClient, RestClient, ServingClientError
-from tests.serving_helpers import (Server, get_json, png, post, request, save_affine, save_classifier, save_spin,
-                                   save_text, save_two_in_two_out, write_warmup)
+from tests.serving_helpers import (
+    Server,
+    get_json,
+    png,
+    post,
+    request,
+    save_affine,
+    save_classifier,
+    save_spin,
+    save_text,
+    save_two_in_two_out,
+    write_warmup,
+)
 
 MAX_REQUEST_BYTES = 200_000
 SPIN_STEPS = 150_000

@@ -27,8 +27,18 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from tests.serving_helpers import (Server, get_json, png, post, request, save_affine, save_classifier, save_spin,
-                                   save_text, save_two_in_two_out)
+from tests.serving_helpers import (
+    Server,
+    get_json,
+    png,
+    post,
+    request,
+    save_affine,
+    save_classifier,
+    save_spin,
+    save_text,
+    save_two_in_two_out,
+)
 
 MAX_REQUEST_BYTES = 2_000_000
 GRPC_MAX_MESSAGE_BYTES = 4_000_000
@@ -64,7 +74,8 @@ def server(models, tmp_path_factory):
                       "--max-request-bytes", str(MAX_REQUEST_BYTES),
                       "--grpc-max-message-bytes", str(GRPC_MAX_MESSAGE_BYTES),
                       "--header-timeout-seconds", str(HEADER_TIMEOUT), "--body-timeout-seconds", str(BODY_TIMEOUT),
-                      "--max_num_load_retries", str(LOAD_RETRIES), "--load_retry_interval_micros", str(int(RETRY_INTERVAL * 1e6))],
+                      "--max_num_load_retries", str(LOAD_RETRIES),
+                      "--load_retry_interval_micros", str(int(RETRY_INTERVAL * 1e6))],
                      config.parent / "server.log")
     try:
         for name in SERVED:

@@ -30,7 +30,8 @@ def test_fast_path_equals_a_full_parse(seed):
     rng = np.random.default_rng(seed)
     shape = tuple(rng.integers(1, 5, rng.integers(1, 5)))
     values = rng.standard_normal(shape) * 10.0 ** rng.integers(-40, 40, shape)
-    for text in (json.dumps(values.tolist()), orjson.dumps(values.astype(np.float32), option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+    for text in (json.dumps(values.tolist()),
+                 orjson.dumps(values.astype(np.float32), option=orjson.OPT_SERIALIZE_NUMPY).decode(),
                  json.dumps(values.tolist(), indent=1)):
         for dtype in (np.float32, np.float64):
             fast = parse_number_array(text.encode(), dtype)

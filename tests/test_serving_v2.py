@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import numpy as np
 import pytest
-import grpc
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -43,7 +43,8 @@ def test_health_and_metadata(server):
     assert get_json(f"{server.url}/v2/models/hpt/versions/7/ready") == (400, {"name": "hpt", "ready": False})
     assert get_json(f"{server.url}/v2/models/multi") == (200, {
         "name": "multi", "versions": ["1"], "platform": "tensorflow_savedmodel",
-        "inputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 2]}, {"name": "b", "datatype": "INT64", "shape": [-1]}],
+        "inputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 2]},
+                   {"name": "b", "datatype": "INT64", "shape": [-1]}],
         "outputs": [{"name": "b_twice", "datatype": "INT64", "shape": [-1]},
                     {"name": "sum", "datatype": "FP32", "shape": [-1]}]})  # sorted by name
     status, error = get_json(f"{server.url}/v2/models/nope")
@@ -119,7 +120,8 @@ def test_triton_grpc_client_works_unchanged(server):
     assert client.is_model_ready("hpt", "1") and not client.is_model_ready("hpt", "7")
     assert client.get_server_metadata().name == "keras-itl"
     metadata = client.get_model_metadata("multi")
-    assert metadata.versions == ["1"] and [(t.name, t.datatype) for t in metadata.inputs] == [("a", "FP32"), ("b", "INT64")]
+    assert metadata.versions == ["1"]
+    assert [(t.name, t.datatype) for t in metadata.inputs] == [("a", "FP32"), ("b", "INT64")]
     a = np.array([[1.5, 2.0], [3.0, -4.25]], np.float32)
     b = np.array([7, 9], np.int64)
     inputs = [triton_grpc.InferInput("a", list(a.shape), "FP32"), triton_grpc.InferInput("b", list(b.shape), "INT64")]
@@ -158,9 +160,11 @@ def test_grpc_typed_contents_and_their_errors(server):
     assert outputs["length"] == ("INT32", np.array([4], "<i4").tobytes())
     assert outputs["text_bytes"] == ("BYTES", b"\x04\x00\x00\x00abcd")
     for bad, fragment in (
-            (tensor(name="x", datatype="FP32", shape=[3, 1], contents=service_pb2.InferTensorContents(fp32_contents=[1])),
+            (tensor(name="x", datatype="FP32", shape=[3, 1],
+                    contents=service_pb2.InferTensorContents(fp32_contents=[1])),
              "1 values for shape [3, 1]"),
-            (tensor(name="x", datatype="INT64", shape=[1, 1], contents=service_pb2.InferTensorContents(int64_contents=[1])),
+            (tensor(name="x", datatype="INT64", shape=[1, 1],
+                    contents=service_pb2.InferTensorContents(int64_contents=[1])),
              "expects datatype FP32"),
             (tensor(name="x", datatype="FP16", shape=[1, 1]), "needs raw_input_contents"),
             (tensor(name="x", datatype="FP32", shape=[2**40, 3]), "values for shape")):

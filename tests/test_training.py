@@ -9,10 +9,9 @@ import pytest
 
 from keras_itl.backbones import build_model
 from keras_itl.datasets import Split
-from keras_itl.evaluation import evaluate_model
 from keras_itl.errors import UserError
-from keras_itl.training import TrainConfig, TrainingDiverged, make_strategy, train_model
-from keras_itl.training import guard_run_options, run_state
+from keras_itl.evaluation import evaluate_model
+from keras_itl.training import TrainConfig, TrainingDiverged, guard_run_options, make_strategy, run_state, train_model
 from keras_itl.transfer import InstanceOptions, TransferConfig
 from tests.helpers import bright_quadrant_split
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from keras_itl.cli.main import main
 from keras_itl.backbones import BACKBONE_NAME, build_model
+from keras_itl.cli.main import main
 from keras_itl.datasets import load_dataset
-from keras_itl.sources import cache_dir
-from keras_itl.transfer import TransferConfig, _freeze_for_fine_tuning, run_transfer
+from keras_itl.pretrained import cache_dir
+from keras_itl.transfer import TransferConfig, freeze_for_fine_tuning, run_transfer
 
 SMALL = ["--arch", "small-cnn", "--image-size", "16", "--max-train-examples", "200", "--batch-size", "32",
          "--quiet"]
@@ -57,11 +57,11 @@ def test_model_based_transfer_starts_from_the_cached_source_backbone(tmp_path):
 
 def test_fine_tuning_keeps_batch_norm_in_inference_mode():
     backbone = build_model("resnet50", 3, image_size=32).get_layer(BACKBONE_NAME)
-    _freeze_for_fine_tuning(backbone, top_layers=10)
-    batch_norms = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
-    assert batch_norms and not any(l.trainable for l in batch_norms)
-    trainable = [l for l in backbone.layers if l.trainable and l.weights]
-    assert trainable and all(backbone.layers.index(l) >= len(backbone.layers) - 10 for l in trainable)
+    freeze_for_fine_tuning(backbone, top_layers=10)
+    batch_norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batch_norms and not any(layer.trainable for layer in batch_norms)
+    trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
+    assert trainable and all(backbone.layers.index(layer) >= len(backbone.layers) - 10 for layer in trainable)
 
 
 def test_cli_train_then_evaluate_matches_an_independent_count(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_itl.errors import UserError
 
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """One split held in memory, one row per example.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_itl import registry
 from keras_itl.datasets.containers import DatasetInfo, Split, TargetDataset
 from keras_itl.datasets.options import check_options, check_share, resolve_class
 from keras_itl.datasets.sampling import (
@@ -38,13 +39,13 @@ from keras_itl.errors import UserError
 def load_dataset(
     spec: str,
     *,
-    seed: int = 0,
-    val_fraction: float = 0.1,
+    seed: int = registry.SEED,
+    val_fraction: float = registry.VAL_FRACTION,
     test_fraction: float = 0.2,
     max_train_examples: int | None = None,
     imbalance: tuple[int | str, float] | None = None,
-    label_noise: float = 0.0,
-    noise_kind: str = "symmetric",
+    label_noise: float = registry.LABEL_NOISE,
+    noise_kind: str = registry.NOISE_KIND,
     data_dir: str | None = None,
 ) -> TargetDataset:
     """Load ``spec`` as train/val/test splits with the options applied (see the module docstring).

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from numbers import Integral
 
-from keras_itl.datasets.sampling import NOISE_KINDS
+from keras_itl import registry
 from keras_itl.errors import UserError
+from keras_itl.registry import NOISE_KINDS
 
 
 def check_options(
     *, seed: int, val_fraction: float, test_fraction: float, max_train_examples: int | None, label_noise: float,
-    noise_kind: str = "symmetric",
+    noise_kind: str = registry.NOISE_KIND,
 ) -> None:
     """UserError for the first option outside its valid range."""
     if not isinstance(seed, Integral) or seed < 0:

@@ -11,6 +11,8 @@ import zlib
 
 import numpy as np
 
+from keras_itl.registry import NOISE_KINDS
+
 
 def stage_rng(seed: int, stage: str) -> np.random.Generator:
     """A generator determined by (seed, stage name) alone."""
@@ -93,9 +95,6 @@ def imbalance_indices(
     else:
         quotas[majority] = min(counts[majority], max(1, round(quotas.sum() * share / (1 - share))))
     return pick_per_class(labels, quotas, rng)
-
-
-NOISE_KINDS = ("symmetric", "pair")
 
 
 def flip_labels(

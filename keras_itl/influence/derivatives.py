@@ -2,7 +2,8 @@
 
 The model differentiated is whatever maps the examples' inputs to class probabilities: the whole
 classifier on images (scope ``all``), or the trainable part above a cut on cached activations of
-the frozen part (``head``, ``top:K``; see ``keras_itl.influence.features``). All passes run the model in inference mode (BatchNormalization uses its moving statistics), so
+the frozen part (``head``, ``top:K``; see ``keras_itl.influence.features``). All passes run the model in inference mode
+(BatchNormalization uses its moving statistics), so
 the loss is a fixed function of the scope's parameters. Nothing here holds more than one batch of
 per-example quantities: gradients and Hessian-vector products are summed as they stream, and the
 per-instance directional derivatives come out batch by batch.

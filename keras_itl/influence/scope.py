@@ -12,8 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_itl.errors import UserError
-
-SCOPE_HELP = "head (the final Dense layer), top:K (the last K layers that have weights) or all"
+from keras_itl.registry import SCOPE_HELP
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.datasets import Split
 from keras_itl.errors import UserError
 from keras_itl.influence.derivatives import LossDerivatives
@@ -99,9 +100,9 @@ class InfluenceConfig:
     beyond that they are memory-mapped under ``cache_dir`` (default: the system's temporary directory).
     """
 
-    scope: str = "head"
+    scope: str = registry.SCOPE
     solver: SolverOptions = SolverOptions()
-    batch_size: int = 64
+    batch_size: int = registry.INFLUENCE_BATCH_SIZE
     hessian_max_examples: int | None = None
     cache_dir: str | None = None
     memory_limit_mb: float = DEFAULT_MEMORY_LIMIT_MB
@@ -140,7 +141,8 @@ def prepare_features(model: keras.Model, train: Split, val: Split, config: Influ
 
 def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient: tf.Tensor,
            config: InfluenceConfig, shard: WorkerShard, verbose: bool) -> tuple[tf.Tensor, SolverReport]:
-    """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them), each product summed over shards."""
+    """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them), each product summed over
+    shards."""
     hessian_examples = features.splits["train"]
     if config.hessian_max_examples and config.hessian_max_examples < len(hessian_examples):
         rng = np.random.default_rng(config.solver.seed)

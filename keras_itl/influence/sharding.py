@@ -64,7 +64,8 @@ class WorkerShard:
         return self.strategy.experimental_local_results(self.strategy.run(contribute, args=(value,)))[0]
 
     def sum(self, value):
-        """The sum of every worker's ``value`` (tensor or array), on every worker; ``value`` itself in a single process."""
+        """The sum of every worker's ``value`` (tensor or array), on every worker; ``value`` itself in a single
+        process."""
         if not self.sharded:
             return value
         reduced = self._all_reduce(tf.convert_to_tensor(value))

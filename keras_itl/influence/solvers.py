@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.errors import UserError
+from keras_itl.registry import SOLVERS
 
-SOLVERS = ("cg", "exact", "lissa")
 EXACT_MAX_PARAMETERS = 5000  # a dense 5000x5000 Hessian is 200 MB in float64; larger scopes use cg
 
 HessianProduct = Callable[[tf.Tensor], tf.Tensor]
@@ -57,17 +58,17 @@ class SolverReport:
 class SolverOptions:
     """Knobs of the three solvers (each uses only its own)."""
 
-    solver: str = "cg"
-    damping: float = 0.01
+    solver: str = registry.SOLVER
+    damping: float = registry.DAMPING
     cg_tolerance: float = 1e-4
-    cg_max_iterations: int = 200
-    lissa_scale: float = 10.0
-    lissa_depth: int = 1000
+    cg_max_iterations: int = registry.CG_MAX_ITERATIONS
+    lissa_scale: float = registry.LISSA_SCALE
+    lissa_depth: int = registry.LISSA_DEPTH
     lissa_repeats: int = 1
     lissa_batch_size: int | None = None
     lissa_tolerance: float = 1e-2
-    seed: int = 0
-    damping_retries: int = 0
+    seed: int = registry.SEED
+    damping_retries: int = registry.DAMPING_RETRIES
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:

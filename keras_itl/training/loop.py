@@ -17,27 +17,26 @@ from dataclasses import asdict, dataclass, field
 import keras
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.datasets import Split, make_batches
 from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model
+from keras_itl.registry import LR_SCHEDULES, OPTIMIZERS
 from keras_itl.training.run_state import RunState
 from keras_itl.training.strategy import check_workers_agree, is_chief
-
-OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Budget and optimiser settings of one training phase."""
 
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    lr_schedule: str = "cosine"
-    patience: int | None = 5
-    seed: int = 0
+    epochs: int = registry.EPOCHS
+    batch_size: int = registry.BATCH_SIZE
+    learning_rate: float = registry.LEARNING_RATE
+    optimizer: str = registry.OPTIMIZER
+    lr_schedule: str = registry.LR_SCHEDULE
+    patience: int | None = registry.PATIENCE
+    seed: int = registry.SEED
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
@@ -122,7 +121,8 @@ def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, strate
 
 
 def _check_scope(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
-    if model.trainable_variables and not strategy.extended.variable_created_in_scope(model.trainable_variables[0].value):
+    variables = model.trainable_variables
+    if variables and not strategy.extended.variable_created_in_scope(variables[0].value):
         raise ValueError("build or load the model inside strategy.scope() before training it")
 
 
@@ -169,7 +169,8 @@ def _train(model: keras.Model, train: Split, val: Split | None, config: TrainCon
     if resume:
         state.restore()
     elif state.has_checkpoint():
-        raise UserError(f"{state.root} already holds a checkpointed run; pass --resume to continue it or choose another output")
+        raise UserError(f"{state.root} already holds a checkpointed run; pass --resume to continue it or choose "
+                        "another output")
     check_workers_agree(strategy, int(state.epoch.numpy()), f"{name}: the epoch resumed from")
     step = _make_step(model, optimizer, strategy)
     writer = tf.summary.create_file_writer(str(state.root / "logs" / name)) if state.chief else None

@@ -15,9 +15,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.backbones import build_model, copy_backbone
 from keras_itl.datasets import TargetDataset, load_dataset
-from keras_itl.errors import UserError
+from keras_itl.errors import UserError, one_line
 from keras_itl.training import TrainConfig, train_model
 
 IMAGENET = "imagenet"
@@ -62,7 +63,7 @@ def pretrain_on_dataset(
     config: TrainConfig,
     strategy: tf.distribute.Strategy,
     data_dir: str | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = registry.VAL_FRACTION,
     verbose: bool = True,
 ) -> Path:
     """Train ``arch`` from scratch on the source dataset (or reuse the cached result); return its path."""
@@ -97,6 +98,6 @@ def load_source_into(model: keras.Model, path: str | os.PathLike) -> None:
     try:
         source_model = keras.saving.load_model(path)
     except Exception as error:  # Keras raises many types for unreadable files
-        raise UserError(f"cannot load source model {path}: {str(error).splitlines()[0]}") from None
+        raise UserError(f"cannot load source model {path}: {one_line(error)}") from None
     copy_backbone(source_model, model)
 

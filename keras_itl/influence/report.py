@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-
 from keras_itl.datasets import Split
 from keras_itl.influence import InfluenceResult
 from keras_itl.influence.loo import LooReport

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from keras_itl import registry
 from keras_itl.datasets import load_dataset
 from keras_itl.errors import UserError
 from keras_itl.evaluation import load_trained_model
@@ -19,19 +20,21 @@ from keras_itl.influence import (
     prepare_features,
 )
 from keras_itl.influence.loo import check_leave_one_out
-from keras_itl.influence.store import SOLUTION_FILE
-from keras_itl.influence_report import (
+from keras_itl.influence.report import (
     describe_selection,
     write_influence_report,
     write_loo_report,
 )
+from keras_itl.influence.store import SOLUTION_FILE
 from keras_itl.selection import parse_policy, select_drops
 
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,
-                      output_dir: str | os.PathLike, *, scope: str = "head", solver: str = "cg",
-                      damping: float = 0.01, damping_retries: int = 0, policy: str = "sign",
-                      max_drop_fraction: float = 0.5, min_class_keep_fraction: float = 0.5, batch_size: int = 64,
+                      output_dir: str | os.PathLike, *, scope: str = registry.SCOPE, solver: str = registry.SOLVER,
+                      damping: float = registry.DAMPING, damping_retries: int = registry.DAMPING_RETRIES,
+                      policy: str = registry.INSPECT_POLICY, max_drop_fraction: float = registry.MAX_DROP_FRACTION,
+                      min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION,
+                      batch_size: int = registry.INFLUENCE_BATCH_SIZE,
                       check_loo: int | None = None, verbose: bool = True, **solver_knobs) -> list[str]:
     """Score, select and report; optionally check against leave-one-out retraining. Returns summary lines.
 
@@ -48,7 +51,7 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
     output_dir = Path(output_dir)
     config = InfluenceConfig(scope=scope, batch_size=batch_size, cache_dir=str(output_dir),
                              solver=SolverOptions(solver=solver, damping=damping, damping_retries=damping_retries,
-                                                  seed=dataset_options.get("seed", 0), **solver_knobs))
+                                                  seed=dataset_options.get("seed", registry.SEED), **solver_knobs))
     features = prepare_features(model, train, val, config, verbose=verbose)
     result = compute_influence(model, train, val, config, features=features, solution_path=output_dir / SOLUTION_FILE,
                                verbose=verbose)

@@ -1,0 +1,129 @@
+"""The one place every named choice and every default of keras-itl is written down.
+
+The CLI's options (their ``click.Choice`` lists and defaults), ``TransferConfig``,
+``InstanceOptions``, ``Preset``, ``TrainConfig``, ``SolverOptions``, ``select_drops`` and the
+experiment's rendering of ``keras-itl train`` commands all read from here, so adding a method or an
+architecture, or changing the default training budget, is one edit in this file. Pure Python (no
+TensorFlow, no Keras): the CLI reads it while its options are declared, before anything heavy loads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ----------------------------------------------------------------------------------------- choices
+METHODS = ("scratch", "model", "instance")  # also the column order of the paper's tables
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the rest of keras-itl needs to know about one architecture (keras_itl.backbones builds it)."""
+
+    name: str
+    default_image_size: int
+    min_image_size: int
+    needs_rgb: bool
+    supports_imagenet: bool
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "small-cnn": Architecture("small-cnn", 28, 8, needs_rgb=False, supports_imagenet=False),
+    "vgg16": Architecture("vgg16", 32, 32, needs_rgb=True, supports_imagenet=True),
+    "resnet50": Architecture("resnet50", 32, 32, needs_rgb=True, supports_imagenet=True),
+    "densenet121": Architecture("densenet121", 32, 32, needs_rgb=True, supports_imagenet=True),
+}
+
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("cosine", "constant")
+NOISE_KINDS = ("symmetric", "pair")  # symmetric: a uniformly random other class; pair: c -> c + 1 mod K
+EVALUATION_SPLITS = ("test", "val", "train")
+
+# Influence: parameter scopes (``top:K`` takes a number) and inverse-Hessian-vector solvers.
+SCOPES = ("head", "top:K", "all")
+SCOPE_HELP = "head (the final Dense layer), top:K (the last K layers that have weights) or all"
+SOLVERS = ("cg", "exact", "lissa")
+
+# Selection policies: ``kind`` or ``kind:P`` (P a fraction). The influence family ranks by influence,
+# the others are the baselines (each its own family).
+POLICY_KINDS = ("sign", "fraction", "auto", "loss", "cleanlab", "random")
+POLICIES_WITH_FRACTION = ("fraction", "loss", "random")
+INFLUENCE_POLICY_KINDS = ("sign", "fraction", "auto")
+AUTO_JUDGES = ("head", "full")  # how auto measures a candidate drop set: head-only refit, or full refit
+INSTANCE_STARTS = ("source", "warmup")  # what the final refit of the instance method starts from
+
+# ---------------------------------------------------------------------------------------- defaults
+# The training budget of one run (TransferConfig, Preset, TrainConfig, `keras-itl train`).
+ARCH = "small-cnn"
+EPOCHS = 10
+HEAD_EPOCHS = 2  # model-based: head-only epochs before fine-tuning
+SOURCE_EPOCHS = 5  # pretraining when the source is a dataset
+BATCH_SIZE = 32
+LEARNING_RATE = 1e-3
+FINE_TUNE_LR_FACTOR = 0.1
+OPTIMIZER = "adam"
+LR_SCHEDULE = "cosine"
+PATIENCE = 5  # early stopping; None (the CLI's 0) disables it
+SEED = 0
+VAL_FRACTION = 0.1
+LABEL_NOISE = 0.0
+NOISE_KIND = "symmetric"
+
+# The instance method (InstanceOptions, SolverOptions, select_drops, `keras-itl train/influence`).
+POLICY = "auto"  # train --method instance
+INSPECT_POLICY = "sign"  # keras-itl influence: auto needs refits, which only train runs
+AUTO_JUDGE = "head"
+AUTO_MARGIN = 0.05  # auto keeps the fewest drops within this relative margin of the lowest loss
+SCOPE = "head"
+SOLVER = "cg"
+DAMPING = 0.01
+DAMPING_RETRIES = 3  # a failed solve is retried at 10x the damping rather than losing the warm-up
+CG_MAX_ITERATIONS = 200
+LISSA_SCALE = 10.0
+LISSA_DEPTH = 1000
+MAX_DROP_FRACTION = 0.5
+MIN_CLASS_KEEP_FRACTION = 0.5
+INSTANCE_START = "source"
+INFLUENCE_BATCH_SIZE = 64  # gradient, Hessian-vector and scoring passes
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingBudget:
+    """The budget a run trains with; TransferConfig and Preset both carry it (keyword-only fields)."""
+
+    epochs: int = EPOCHS
+    head_epochs: int = HEAD_EPOCHS
+    source_epochs: int = SOURCE_EPOCHS
+    batch_size: int = BATCH_SIZE
+    learning_rate: float = LEARNING_RATE
+    fine_tune_lr_factor: float = FINE_TUNE_LR_FACTOR
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetOptions:
+    """How the target's training data is cut down and perturbed; TransferConfig and Preset both carry it."""
+
+    max_train_examples: int | None = None
+    imbalance: str | None = None  # CLASS:FRACTION
+    label_noise: float = LABEL_NOISE
+    noise_kind: str = NOISE_KIND
+
+
+# ------------------------------------------------------------------------- `keras-itl train` flags
+# The flag of every TransferConfig / InstanceOptions field the experiment renders into a
+# `keras-itl train` command (`--dry-run`); tests/test_registry.py parses such commands back.
+TRAIN_FLAGS = {
+    "source": "--source", "target": "--target", "arch": "--arch", "method": "--method", "weights": "--weights",
+    "image_size": "--image-size", "epochs": "--epochs", "head_epochs": "--head-epochs",
+    "source_epochs": "--source-epochs", "batch_size": "--batch-size", "learning_rate": "--lr",
+    "fine_tune_lr_factor": "--fine-tune-lr-factor", "fine_tune_layers": "--fine-tune-layers",
+    "optimizer": "--optimizer", "lr_schedule": "--lr-schedule", "seed": "--seed", "val_fraction": "--val-fraction",
+    "max_train_examples": "--max-train-examples", "imbalance": "--imbalance", "label_noise": "--label-noise",
+    "noise_kind": "--noise-kind", "data_dir": "--data-dir",
+}
+INSTANCE_FLAGS = {
+    "policy": "--policy", "judge": "--auto-judge", "auto_margin": "--auto-margin", "scope": "--scope",
+    "solver": "--solver", "damping": "--damping", "damping_retries": "--damping-retries",
+    "cg_max_iterations": "--cg-max-iterations", "lissa_scale": "--lissa-scale", "lissa_depth": "--lissa-depth",
+    "lissa_batch_size": "--lissa-batch-size", "max_drop_fraction": "--max-drop-fraction",
+    "min_class_keep_fraction": "--min-class-keep-fraction", "start": "--instance-start",
+    "refit_epochs": "--refit-epochs",
+}

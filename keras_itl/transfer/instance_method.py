@@ -1,0 +1,130 @@
+"""The instance method (Wang et al., 2019) as its four named steps, in order:
+
+1. ``warm_up``: model-based fine-tuning on all target training data;
+2. ``score``: every training instance's influence on the validation loss under the warm-up model
+   (or a baseline ranking: highest loss, cleanlab, random);
+3. ``select``: the instances to drop under the policy, caps and per-class floors (``auto`` judges
+   candidate drop sets by head-only or full refits);
+4. ``refit``: the model-based fine-tuning again - from the source weights by default - on the kept
+   instances with the same budget.
+
+The validation split is divided so no data judges a choice it made: the warm-up and influence use
+the ``influence`` part, candidate judging and the final refit the ``selection`` part, and the
+reported validation numbers come from the ``report`` part (see keras_itl.validation_parts).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_itl import registry
+from keras_itl.datasets import TargetDataset
+from keras_itl.evaluation import evaluate_model
+from keras_itl.influence import WorkerShard
+from keras_itl.influence.report import describe_selection
+from keras_itl.instance_selection import RankedInstances, rank_instances, selection_report, write_selection_files
+from keras_itl.selection import SelectionResult, parse_policy, select_drops
+from keras_itl.training import TrainResult, is_chief
+from keras_itl.transfer.config import TransferConfig
+from keras_itl.transfer.fine_tuning import fit_target
+from keras_itl.validation_parts import split_validation
+
+
+class InstanceMethod:
+    """One instance-method run on ``model`` (built from the source); the steps leave the final weights in it."""
+
+    def __init__(self, model: keras.Model, data: TargetDataset, config: TransferConfig, *,
+                 strategy: tf.distribute.Strategy, run_dir: Path, resume: bool, verbose: bool):
+        self.model, self.data, self.config = model, data, config
+        self.strategy, self.run_dir, self.resume, self.verbose = strategy, run_dir, resume, verbose
+        self.options = config.instance
+        self.policy = parse_policy(self.options.policy)
+        self.train = data.split("train")
+        self.parts = split_validation(data.split("val"), data.info.num_classes, config.seed)
+        self.source_weights = model.get_weights()
+        with strategy.scope():
+            self.blank = keras.models.clone_model(model)  # the refits train this copy
+        self.start_weights: list | None = None
+        self.refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
+        self.refit_config = replace(config, epochs=self.options.refit_epochs or config.epochs)
+
+    def warm_up(self) -> list[TrainResult]:
+        """Model-based fine-tuning on every training instance, validated on the influence part."""
+        return fit_target(self.model, self.train, self.parts["influence"], self.config, strategy=self.strategy,
+                          run_dir=self.run_dir, resume=self.resume, verbose=self.verbose, prefix="warmup-")
+
+    def score(self) -> RankedInstances:
+        """The training instances ranked by the policy's score under the warm-up model."""
+        config, options = self.config, self.options
+        return rank_instances(self.model, self.train, self.parts, self.policy, num_classes=self.data.info.num_classes,
+                              seed=config.seed, scope=options.scope, solver=options.solver_options(seed=config.seed),
+                              batch_size=max(config.batch_size, registry.INFLUENCE_BATCH_SIZE),
+                              cache_dir=str(self.run_dir), strategy=self.strategy, verbose=self.verbose)
+
+    def select(self, ranked: RankedInstances) -> tuple[SelectionResult, np.ndarray]:
+        """The drop set under the policy, caps and floors, and the keep mask every worker uses (the chief's)."""
+        options = self.options
+        self.start_weights = self.source_weights if options.start == "source" else self.model.get_weights()
+        selection = select_drops(self.train.ids, self.train.labels, ranked.ranking.order_scores, policy=self.policy,
+                                 class_names=self.data.info.class_names, max_drop_fraction=options.max_drop_fraction,
+                                 min_class_keep_fraction=options.min_class_keep_fraction,
+                                 auto_margin=options.auto_margin, measure=lambda keep: self._measure(ranked, keep),
+                                 eligible=ranked.ranking.eligible)
+        if self.verbose:
+            print(describe_selection(selection, len(self.train)), flush=True)
+        keep = WorkerShard(self.strategy).from_chief(selection.keep_mask(self.train.ids))  # decided once, by the chief
+        return selection, keep
+
+    def refit(self, keep: np.ndarray) -> list[TrainResult]:
+        """Fine-tune on the kept instances (reusing auto's full-budget refit of the same set) into ``model``."""
+        if self.options.refit_epochs is not None or keep.tobytes() not in self.refits:
+            self._fit_without_dropped(keep, self.config, "final")
+        weights, history = self.refits[keep.tobytes()]
+        self.model.set_weights(weights)
+        return history
+
+    def report(self, ranked: RankedInstances, selection: SelectionResult) -> tuple[dict, dict[str, str]]:
+        """The selection report (influence.json / selection.json) and, on the chief, the files written."""
+        report = {**selection_report(ranked, selection, self.parts, self.model, self.data.info.flipped_ids,
+                                     self.options.judge),
+                  "refit_epochs": self.refit_config.epochs}
+        files = (write_selection_files(ranked, selection, report, self.data.info.class_names, self.run_dir)
+                 if is_chief(self.strategy) else {})
+        return report, files
+
+    def _fit_without_dropped(self, keep: np.ndarray, budget: TransferConfig, name: str) -> float:
+        """Fine-tune the blank copy from the start weights on the kept instances; its selection-part loss."""
+        self.blank.set_weights(self.start_weights)
+        history = fit_target(self.blank, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
+                             strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
+                             verbose=self.verbose)
+        self.refits[keep.tobytes()] = (self.blank.get_weights(), history)
+        return evaluate_model(self.blank, self.parts["selection"]).loss
+
+    def _measure(self, ranked: RankedInstances, keep: np.ndarray) -> float:
+        """How ``auto`` judges a candidate keep mask: head-only refit on cached features, or a full refit."""
+        if self.options.judge == "head":
+            loss = ranked.head_loss(keep)
+        else:
+            loss = self._fit_without_dropped(keep, self.refit_config, f"candidate-{len(self.refits) + 1}")
+        if self.verbose:
+            print(f"selection: {self.options.judge} refit without {int((~keep).sum())} instances - "
+                  f"selection-part val_loss {loss:.4f}", flush=True)
+        return loss
+
+
+def run_instance_method(model: keras.Model, data: TargetDataset, config: TransferConfig, *,
+                        strategy: tf.distribute.Strategy, run_dir: Path, resume: bool, verbose: bool
+                        ) -> tuple[list[TrainResult], dict, dict[str, str]]:
+    """Warm up -> score -> select -> refit; returns the phases, the selection report and the files written."""
+    method = InstanceMethod(model, data, config, strategy=strategy, run_dir=run_dir, resume=resume, verbose=verbose)
+    phases = method.warm_up()
+    ranked = method.score()
+    selection, keep = method.select(ranked)
+    history = method.refit(keep)
+    report, files = method.report(ranked, selection)
+    return phases + history, report, files

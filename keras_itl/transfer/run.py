@@ -1,0 +1,121 @@
+"""One transfer run end to end: load the target, build the model from its source, train by the
+chosen method, test, and write the run directory (model, run.json, metrics, plots; optionally a
+TF Serving export).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tensorflow as tf
+
+from keras_itl.backbones import model_channels
+from keras_itl.datasets import TargetDataset, load_dataset, parse_imbalance
+from keras_itl.determinism import make_deterministic
+from keras_itl.evaluation import Metrics, evaluate_model
+from keras_itl.evaluation_report import write_evaluation
+from keras_itl.export import export_model
+from keras_itl.plots import plot_training_curves
+from keras_itl.run_record import RunRecord
+from keras_itl.training import TrainResult, guard_run_options, is_chief, make_strategy
+from keras_itl.transfer.config import TransferConfig
+from keras_itl.transfer.fine_tuning import build_initial_model, fit_target
+from keras_itl.transfer.instance_method import run_instance_method
+
+
+@dataclass
+class TransferResult:
+    """The outcome of a run: test metrics, phase histories and where everything was written."""
+
+    config: TransferConfig
+    test: Metrics
+    phases: list[TrainResult]
+    dataset: dict
+    output_dir: Path
+    seconds: float
+    files: dict[str, str] = field(default_factory=dict)
+    influence: dict | None = None
+
+    @property
+    def dropped(self) -> int:
+        """How many target training instances the instance method dropped (0 for other methods)."""
+        return len(self.influence["selection"]["drop_ids"]) if self.influence else 0
+
+    def summary(self) -> str:
+        """One line for the end of a run."""
+        source = self.config.source if self.config.method != "scratch" else "random init"
+        dropped = f", dropped {self.dropped} of {self.dataset['sizes']['train']} training instances" \
+            if self.influence else ""
+        return (f"{self.config.method}: {self.config.arch} from {source} on {self.config.target} - test error rate "
+                f"{self.test.error_rate:.2%} (accuracy {self.test.accuracy:.2%}, loss {self.test.loss:.4f}, "
+                f"{self.test.num_examples} test images){dropped} in {self.seconds:.0f}s - wrote {self.output_dir}"
+                f"{' and ' + self.files['saved_model'] if 'saved_model' in self.files else ''}")
+
+    def record(self) -> RunRecord:
+        """The run's record, as written to ``run.json``."""
+        return RunRecord(config=asdict(self.config), test=self.test.to_dict(),
+                         phases=[p.to_dict() for p in self.phases], dataset=self.dataset, seconds=self.seconds,
+                         files=self.files, influence=self.influence)
+
+    def to_dict(self) -> dict:
+        return self.record().to_dict()
+
+
+def load_target(config: TransferConfig) -> TargetDataset:
+    """The target dataset with the run's split, size, imbalance and noise options."""
+    imbalance = parse_imbalance(config.imbalance) if config.imbalance else None
+    return load_dataset(config.target, seed=config.seed, val_fraction=config.val_fraction,
+                        max_train_examples=config.max_train_examples, imbalance=imbalance,
+                        label_noise=config.label_noise, noise_kind=config.noise_kind, data_dir=config.data_dir)
+
+
+def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resume: bool = False,
+                 strategy: tf.distribute.Strategy | None = None, verbose: bool = True,
+                 export_to: str | os.PathLike | None = None) -> TransferResult:
+    """Run one method end to end and write model, histories, test metrics and plots to ``output_dir``.
+
+    With ``export_to`` (a TF Serving model base path such as ``saved_models/<name>``) the final model
+    is also published there as the next SavedModel version.
+    """
+    make_deterministic()
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    strategy = strategy or make_strategy()  # first: a multi-worker strategy must precede other TF ops
+    chief = is_chief(strategy)  # only the chief writes outputs; other workers only scratch checkpoints
+    guard_run_options(output_dir, asdict(config), resume=resume, chief=chief)
+    data = load_target(config)
+    if verbose:
+        sizes = ", ".join(f"{k} {v}" for k, v in data.info.sizes.items())
+        skipped = f", skipped {len(data.info.skipped_files)} unreadable files" if data.info.skipped_files else ""
+        print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes}){skipped}", flush=True)
+    channels = model_channels(config.arch, data.info.image_shape[2])
+    model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)
+    influence, files = None, {}
+    if config.method == "instance":
+        phases, influence, files = run_instance_method(model, data, config, strategy=strategy, run_dir=output_dir,
+                                                      resume=resume, verbose=verbose)
+    else:
+        phases = fit_target(model, data.split("train"), data.split("val"), config, strategy=strategy,
+                            run_dir=output_dir, resume=resume, verbose=verbose)
+    test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
+    result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
+                            output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
+                            influence=influence)
+    if not chief:
+        return result
+    files.update({name: str(path) for name, path in
+                  write_evaluation(test, data.info.class_names, output_dir, "test").items()})
+    model.save(output_dir / "model.keras")
+    files["model"] = str(output_dir / "model.keras")
+    plot_training_curves({p.name: p.history for p in phases}, output_dir / "training_curves.png")
+    files["training_curves"] = str(output_dir / "training_curves.png")
+    if export_to is not None:
+        exported = export_model(model, export_to, class_names=data.info.class_names,
+                                metadata=result.record().export_metadata())
+        files["saved_model"] = str(exported.path)
+        if verbose:
+            print(f"exported {exported.path} (version {exported.version})", flush=True)
+    result.record().write(output_dir)
+    return result
