@@ -44,7 +44,7 @@ def influence_options(command):
         click.option("--scope", default="head", show_default=True, help=SCOPE_HELP),
         click.option("--solver", type=click.Choice(["cg", "exact", "lissa"]), default="cg", show_default=True,
                      help="Inverse-Hessian-vector solver: conjugate gradient, dense exact (small scopes) or LiSSA."),
-        click.option("--damping", type=float, default=0.01, show_default=True,
+        click.option("--damping", type=float, default=0.1, show_default=True,
                      help="Damping added to the Hessian (H + damping*I) so the solve is well posed for deep nets."),
         click.option("--damping-retries", type=click.IntRange(min=0), default=3, show_default=True,
                      help="When the solve fails (not positive definite, no convergence), retry this many times, "
