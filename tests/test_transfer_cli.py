@@ -122,6 +122,19 @@ def test_every_command_documents_every_option():
                 assert param.help, f"{command.name} --{param.name} has no help"
 
 
+def test_train_defaults_are_the_instance_methods_own():
+    """`keras-itl train --method instance` and `keras-itl experiment` (InstanceOptions) must run the same method."""
+    from keras_itl.transfer import InstanceOptions
+
+    defaults = InstanceOptions()
+    params = {param.name: param.default for param in main.commands["train"].params}
+    renamed = {"auto_judge": "judge", "instance_start": "start"}
+    shared = [name for name in params if renamed.get(name, name) in InstanceOptions.__dataclass_fields__]
+    assert {"damping", "damping_retries", "policy", "auto_margin", "scope", "solver"} <= set(shared)
+    for name in shared:
+        assert params[name] == getattr(defaults, renamed.get(name, name)), f"train --{name} default drifted"
+
+
 @pytest.mark.slow
 def test_imagenet_pipeline_runs_offline_with_random_weights(tmp_path):
     result = _invoke("train", "--source", "imagenet", "--weights", "random", "--arch", "vgg16",
