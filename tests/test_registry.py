@@ -151,7 +151,7 @@ def test_an_arch_or_method_added_to_the_registry_is_accepted_by_the_cli(recorded
 
 
 def _commands_for_every_preset():
-    non_default = InstanceOptions(policy="fraction:0.1", scope="top:2", solver="lissa", damping=0.1,
+    non_default = InstanceOptions(policy="fraction:0.1", scope="top:2", solver="lissa", damping=0.5,
                                   damping_retries=1, cg_max_iterations=50, lissa_scale=20.0, lissa_depth=10,
                                   lissa_batch_size=8, max_drop_fraction=0.3, min_class_keep_fraction=0.7,
                                   start="warmup", refit_epochs=2, judge="full", auto_margin=0.1)
