@@ -20,14 +20,24 @@ import pytest  # noqa: E402
 HEAVY_ARCHS = ("densenet121", "resnet50")  # minutes of graph tracing per training call on this CPU
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest first: slow end-to-end tests, the heavy architectures' before the rest.
+def _expected_cost(item: pytest.Item) -> int:
+    """2 for an end-to-end test of a heavy architecture, 1 for any other slow test, else 0."""
+    if item.get_closest_marker("slow") is None:
+        return 0
+    return 2 if any(arch in item.nodeid for arch in HEAVY_ARCHS) else 1
 
-    With ``--dist worksteal`` an idle worker takes the back half of a busy one's queue, so what
-    stays queued at the end is short and no worker ends waiting on one long test.
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first, dealt round-robin into one block per xdist worker.
+
+    ``--dist worksteal`` hands the n-th block of the collection to the n-th worker, and an idle
+    worker then takes the back half (the short tests) of a busy one's queue. Dealing the long tests
+    out this way starts every worker on its share of them: sorted into one block, the two heavy
+    architectures ran back to back on one worker while the other had nothing long left to take.
     """
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
-                                 not any(arch in item.nodeid for arch in HEAVY_ARCHS)))
+    items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = [item for block in range(workers) for item in items[block::workers]]
 
 
 @pytest.fixture(autouse=True)
