@@ -17,7 +17,7 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
-HEAVY_ARCHS = ("densenet121", "resnet50")  # minutes of graph tracing per training call on this CPU
+from tests.helpers import HEAVY_ARCHS  # noqa: E402
 
 
 def _expected_cost(item: pytest.Item) -> int:

@@ -3,8 +3,9 @@
 The runs go through the real code paths of each preset - its TFDS loader (mocked examples, no
 download), its source (ImageNet architecture with random weights, or a source dataset pretrained
 here), its imbalance or label noise, the three methods, the results table and the export. Only the
-budget shrinks: one epoch, no separate head phase, damping 1, a single replica, and one instance row
-(influence) per preset: every baseline row runs end to end in the digits experiments below.
+budget shrinks: one epoch, no separate head phase, damping 1, a single replica, one instance row
+(influence) per preset - every baseline row runs end to end in the digits experiments named below -
+and, for ResNet50 and DenseNet121, fine-tuning of the backbone's top layers only.
 
 Two presets run end to end in other tests, held to the same checks (tests/experiment_checks.py):
 ``digits`` is the README's main job (tests/test_readme_main_job.py, all six rows at the real
@@ -29,9 +30,11 @@ from keras_itl.sources import IMAGENET
 from keras_itl.training import make_strategy
 from keras_itl.transfer import RANDOM_WEIGHTS, InstanceOptions
 from tests.experiment_checks import check_experiment
+from tests.helpers import HEAVY_ARCHS
 
 MOCK_EXAMPLES = 60  # per TFDS split
 STAND_IN_ARCH = "vgg16"  # the Keras Application that traces fastest
+HEAVY_FINE_TUNE_LAYERS = 10  # scratch still trains (and traces) all of a heavy backbone
 RUN_ELSEWHERE = {"digits": "test_readme_main_job.py", "digits-noisy": "test_experiment.py"}
 
 
@@ -57,6 +60,8 @@ def _tiny(name: str, arch: str):
     overrides = {"instance": InstanceOptions(damping=1.0)}  # the policy is the row's (influence)
     if preset.source == IMAGENET:
         overrides["weights"] = RANDOM_WEIGHTS
+    if arch in HEAVY_ARCHS:  # fine-tune the top of the backbone: backward graphs through all of it take minutes
+        overrides["fine_tune_layers"] = HEAVY_FINE_TUNE_LAYERS
     return tiny, overrides
 
 
