@@ -14,18 +14,45 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
+
+from tests.helpers import HEAVY_ARCHS  # noqa: E402
+
+
+def _expected_cost(item: pytest.Item) -> int:
+    """2 for an end-to-end test of a heavy architecture, 1 for any other slow test, else 0."""
+    if item.get_closest_marker("slow") is None:
+        return 0
+    return 2 if any(arch in item.nodeid for arch in HEAVY_ARCHS) else 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow end-to-end tests first, so parallel workers do not end waiting on one long test."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Longest first, dealt round-robin into one block per xdist worker.
+
+    ``--dist worksteal`` hands the n-th block of the collection to the n-th worker, and an idle
+    worker then takes the back half (the short tests) of a busy one's queue. Dealing the long tests
+    out this way starts every worker on its share of them: sorted into one block, the two heavy
+    architectures ran back to back on one worker while the other had nothing long left to take.
+    """
+    items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items[:] = [item for block in range(workers) for item in items[block::workers]]
 
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Keep pretrained-source caches out of the user's home directory."""
     monkeypatch.setenv("KERAS_ITL_CACHE", str(tmp_path_factory.getbasetemp() / "keras-itl-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _release_models_after_slow_tests(request):
+    """Reset Keras' global state and collect garbage after each end-to-end test, so a worker that
+    runs many experiments does not carry every one's models and traced graphs into the next."""
+    yield
+    if request.node.get_closest_marker("slow"):
+        keras.backend.clear_session()
 
 
 @pytest.fixture

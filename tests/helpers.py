@@ -5,6 +5,8 @@ import numpy as np
 
 from keras_itl.datasets import Split
 
+HEAVY_ARCHS = ("densenet121", "resnet50")  # minutes of graph tracing per training call on a 2-core CPU
+
 
 def bright_quadrant_split(n: int, *, size: int = 12, channels: int = 1, num_classes: int = 4,
                           seed: int = 0, prefix: str = "toy") -> Split:

@@ -14,6 +14,7 @@ from keras_itl.cli.main import main
 from keras_itl.experiment import run_experiment
 from keras_itl.presets import PRESETS, get_preset
 from keras_itl.selection import parse_policy
+from tests.experiment_checks import check_experiment
 from tests.serving_helpers import Server, post
 
 
@@ -61,9 +62,11 @@ def test_unknown_preset_lists_the_choices():
 
 @pytest.mark.slow
 def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tmp_path):
+    """Also the digits-noisy preset's end-to-end run (tests/test_presets_mock.py leaves it to this test)."""
     preset = replace(get_preset("digits-noisy"), max_train_examples=60, image_size=12, epochs=2, head_epochs=1,
                      source_epochs=1)
     result = run_experiment(preset, tmp_path / "out", export_base=tmp_path / "saved", verbose=False)
+    check_experiment(preset, tmp_path / "out", tmp_path / "saved")
     for name in ("results.md", "results.json", "validation_accuracy.png", "harmful_grid.png",
                  "influence_histogram.png"):
         assert (tmp_path / "out" / name).exists(), name
