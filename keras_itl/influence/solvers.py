@@ -111,18 +111,20 @@ def solve_exact(hessian: np.ndarray, target: tf.Tensor, damping: float) -> tuple
     return tf.constant(solution, tf.float32), smallest
 
 
-STALL_WINDOW = 20  # iterations over which cg's progress is judged
+STALL_WINDOW = 50  # iterations over which cg's progress is judged (at least; a quarter of the budget when larger)
 STALL_SLACK = 4.0  # cg may speed up later: give up only when the projection overshoots the budget this much
 
 
 def _stalled(history: list[float], tolerance: float, remaining: int) -> str | None:
-    """Why cg should give up now, judged by its pace over the last STALL_WINDOW iterations; None while there is hope."""
-    if len(history) <= STALL_WINDOW:
+    """Why cg should give up now, judged by its best residual over a window of its last iterations; None while
+    there is hope. (cg's residual may rise for a while before it falls: only the best so far counts.)"""
+    window = max(STALL_WINDOW, (len(history) + remaining) // 4)
+    if len(history) <= window:
         return None
-    best, earlier = min(history), min(history[:-STALL_WINDOW])
+    best, earlier = min(history), min(history[:-window])
     if best >= earlier:
-        return f"no progress in the last {STALL_WINDOW} iterations"
-    needed = math.ceil(STALL_WINDOW * math.log(best / tolerance) / math.log(earlier / best))
+        return f"no progress in the last {window} iterations"
+    needed = math.ceil(window * math.log(best / tolerance) / math.log(earlier / best))
     if needed > STALL_SLACK * remaining:
         return f"at its pace it needs ~{needed} more iterations, {remaining} are left"
     return None
@@ -135,9 +137,9 @@ def solve_cg(damped_product: HessianProduct, target: tf.Tensor, tolerance: float
 
     It stops when ||(H + damping*I) s - v|| / ||v|| < ``tolerance`` whatever the preconditioner
     (which only changes the search directions), and fails early - instead of running out its
-    ``max_iterations`` - when its pace over the last STALL_WINDOW iterations cannot reach the
-    tolerance in the iterations left (STALL_SLACK times over), so that a retry at more damping
-    starts sooner.
+    ``max_iterations`` - when its pace over its last iterations (STALL_WINDOW, or a quarter of the
+    budget) cannot reach the tolerance in the iterations left (STALL_SLACK times over), so that a
+    retry at more damping starts sooner.
     """
     def precondition(vector: tf.Tensor) -> tf.Tensor:
         return vector if preconditioner is None else preconditioner(vector)
