@@ -148,6 +148,7 @@ def _influence_row(model: keras.Model, train: Split, val: Split, scope: str, arg
                                                        verbose=args.verbose))
     return {"scope": scope, "seconds": seconds, "parameters": result.num_parameters,
             "iterations": result.solver.iterations, "damping": result.solver.damping,
+            "preconditioner": getattr(result.solver, "preconditioner", None),
             "residual": result.solver.residual, "timings": result.timings,
             "frozen": getattr(result, "frozen", None)}  # older versions had no frozen part
 

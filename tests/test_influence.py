@@ -110,6 +110,7 @@ def test_iterative_solvers_agree_with_exact(logistic, solver, options, tolerance
     result = _influence(model, train, val, solver, damping=0.1, batch_size=len(train), **options)
     assert np.abs(result.table.scores - exact).max() <= tolerance * np.abs(exact).max()
     assert result.solver.converged
+    assert result.solver.preconditioner == ("kronecker-low-rank" if solver == "cg" else None)  # the head's
 
 
 def test_jvp_scores_equal_per_example_gradient_dot_products():

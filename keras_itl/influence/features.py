@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras_itl.datasets import Split, make_batches
 from keras_itl.influence.cut import ModelCut, cut_model, uncut
 from keras_itl.influence.derivatives import LossDerivatives
+from keras_itl.influence.preconditioner import HeadPreconditioner, head_preconditioner
 from keras_itl.influence.scope import Scope, scoped_layers, select_scope
 
 DEFAULT_MEMORY_LIMIT_MB = 1024.0
@@ -161,6 +162,12 @@ class FrozenFeatures:
             batch_size = max(batch_size, min(MAX_FEATURE_BATCH, FEATURE_BATCH_BYTES // row_bytes))
         key = ("derivatives", batch_size, tuple(id(v) for v in self.scope.variables))
         return self.cut.cached(key, lambda: LossDerivatives(self.trainable, self.scope, batch_size))
+
+    def head_preconditioner(self, examples: Examples, seed: int = 0) -> HeadPreconditioner | None:
+        """A cg preconditioner for the Hessian over ``examples`` when the scope is a softmax head on cached activations."""
+        if not isinstance(examples, FeatureSet):
+            return None
+        return head_preconditioner(self.trainable, self.scope, examples.features, seed)
 
     def describe(self) -> dict:
         """JSON-serialisable: where the model was cut and how the activations are held."""

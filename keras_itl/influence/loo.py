@@ -32,7 +32,7 @@ from keras_itl.influence.scores import (
     InfluenceResult,
     prepare_features,
 )
-from keras_itl.influence.solvers import solve_cg
+from keras_itl.influence.solvers import HessianProduct, solve_cg
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _assign(scope: Scope, vector: tf.Tensor) -> None:
 
 
 def _refit(derivatives: LossDerivatives, train: Examples, removed: Examples | None, anchor: tf.Tensor,
-           damping: float, config: InfluenceConfig, steps: int) -> None:
+           damping: float, config: InfluenceConfig, steps: int, preconditioner: HessianProduct | None) -> None:
     """Damped Newton on the scope's parameters, starting (and anchored) at ``anchor``."""
     theta = anchor
     for _ in range(steps):
@@ -69,7 +69,8 @@ def _refit(derivatives: LossDerivatives, train: Examples, removed: Examples | No
         def damped_product(vector: tf.Tensor) -> tf.Tensor:
             return derivatives.hvp(train, vector) + damping * vector
 
-        step, _, _ = solve_cg(damped_product, gradient, config.solver.cg_tolerance, config.solver.cg_max_iterations)
+        step, _, _ = solve_cg(damped_product, gradient, config.solver.cg_tolerance, config.solver.cg_max_iterations,
+                              preconditioner=preconditioner)
         theta = theta - step
         _assign(derivatives.scope, theta)
 
@@ -91,9 +92,11 @@ def check_leave_one_out(model: keras.Model, train: Split, val: Split, result: In
     train_examples, val_examples = features.splits["train"], features.splits["val"]
     damping = result.solver.damping
     anchor = scope.flatten([v.value for v in scope.variables])
+    head = features.head_preconditioner(train_examples, config.solver.seed)  # at the anchor: close enough to steer
+    preconditioner = head.inverse(damping) if head is not None else None
 
     def val_loss_after(removed: Examples | None) -> float:
-        _refit(derivatives, train_examples, removed, anchor, damping, config, newton_steps)
+        _refit(derivatives, train_examples, removed, anchor, damping, config, newton_steps, preconditioner)
         loss = derivatives.mean_gradient(val_examples)[1]
         _assign(scope, anchor)
         return loss

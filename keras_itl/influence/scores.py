@@ -159,10 +159,14 @@ def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient:
         return derivatives.hvp(hessian_examples.subset(np.sort(rng.choice(len(hessian_examples), size,
                                                                           replace=False))), vector, shard)
 
+    preconditioner = None
+    if config.solver.solver == "cg":
+        preconditioner = features.head_preconditioner(hessian_examples, config.solver.seed)
     return solve(config.solver, val_gradient, hessian_product, sampled_product,
                  lambda: derivatives.hessian(hessian_examples, shard), features.scope.num_parameters,
                  _progress(config.solver.solver, verbose),
-                 notify=(lambda message: print(f"influence: {message}", flush=True)) if verbose else None)
+                 notify=(lambda message: print(f"influence: {message}", flush=True)) if verbose else None,
+                 preconditioner=preconditioner)
 
 
 def compute_influence(model: keras.Model, train: Split, val: Split, config: InfluenceConfig = InfluenceConfig(),

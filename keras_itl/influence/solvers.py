@@ -1,7 +1,9 @@
 """Inverse-Hessian-vector products s = (H + damping*I)^-1 v, solved once per influence run.
 
 - ``exact``: form H densely and solve; refused above ``EXACT_MAX_PARAMETERS``.
-- ``cg``: conjugate gradient on Hessian-vector products; stops on a relative-residual tolerance.
+- ``cg``: conjugate gradient on Hessian-vector products; stops on a relative-residual tolerance,
+  fails early when its pace cannot reach it, and can be steered by a preconditioner (a softmax
+  head's has one, see ``preconditioner.py``) without changing what it converges to.
 - ``lissa``: Koh & Liang's stochastic recursion h <- v + h - (H_j + damping*I) h / scale, whose
   fixed point is scale * (H + damping*I)^-1 v; H_j is the Hessian on a random minibatch. A result
   whose residual exceeds ``lissa_tolerance`` is a failure (retried with more damping when allowed),
@@ -19,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +33,14 @@ from keras_itl.registry import SOLVERS
 EXACT_MAX_PARAMETERS = 5000  # a dense 5000x5000 Hessian is 200 MB in float64; larger scopes use cg
 
 HessianProduct = Callable[[tf.Tensor], tf.Tensor]
+
+
+class Preconditioning(Protocol):
+    """What cg can be steered by: a name for the report and, per damping, v -> ~(H + damping*I)^-1 v."""
+
+    name: str
+
+    def inverse(self, damping: float) -> HessianProduct: ...
 
 
 class SolverError(UserError):
@@ -48,6 +59,7 @@ class SolverReport:
     seconds: float
     min_eigenvalue: float | None = None
     requested_damping: float | None = None  # set when retries raised the damping above the requested one
+    preconditioner: str | None = None  # cg's preconditioner, when one steered it
     reused: bool = False  # loaded from a saved solution instead of solved
 
     def to_dict(self) -> dict:
@@ -100,31 +112,69 @@ def solve_exact(hessian: np.ndarray, target: tf.Tensor, damping: float) -> tuple
     return tf.constant(solution, tf.float32), smallest
 
 
+STALL_WINDOW = 50  # iterations over which cg's progress is judged (at least; a quarter of the budget when larger)
+STALL_SLACK = 4.0  # cg may speed up later: give up only when the projection overshoots the budget this much
+
+
+def _stalled(history: list[float], tolerance: float, remaining: int) -> str | None:
+    """Why cg should give up now, judged by its best residual over a window of its last iterations; None while
+    there is hope. (cg's residual may rise for a while before it falls: only the best so far counts.)"""
+    window = max(STALL_WINDOW, (len(history) + remaining) // 4)
+    if len(history) <= window:
+        return None
+    best, earlier = min(history), min(history[:-window])
+    if best >= earlier:
+        return f"no progress in the last {window} iterations"
+    needed = math.ceil(window * math.log(best / tolerance) / math.log(earlier / best))
+    if needed > STALL_SLACK * remaining:
+        return f"at its pace it needs ~{needed} more iterations, {remaining} are left"
+    return None
+
+
 def solve_cg(damped_product: HessianProduct, target: tf.Tensor, tolerance: float, max_iterations: int,
-             progress: Callable[[int, float], None] | None = None) -> tuple[tf.Tensor, int, float]:
-    """(solution, iterations, relative residual) of conjugate gradient from zero."""
+             progress: Callable[[int, float], None] | None = None,
+             preconditioner: HessianProduct | None = None) -> tuple[tf.Tensor, int, float]:
+    """(solution, iterations, relative residual) of (preconditioned) conjugate gradient from zero.
+
+    It stops when ||(H + damping*I) s - v|| / ||v|| < ``tolerance`` whatever the preconditioner
+    (which only changes the search directions), and fails early - instead of running out its
+    ``max_iterations`` - when its pace over its last iterations (STALL_WINDOW, or a quarter of the
+    budget) cannot reach the tolerance in the iterations left (STALL_SLACK times over), so that a
+    retry at more damping starts sooner.
+    """
+    def precondition(vector: tf.Tensor) -> tf.Tensor:
+        return vector if preconditioner is None else preconditioner(vector)
+
     solution = tf.zeros_like(target)
     residual = target
-    direction = residual
+    preconditioned = precondition(residual)
+    direction = preconditioned
     target_norm = max(float(tf.norm(target)), 1e-30)
-    residual_sq = float(tf.reduce_sum(residual * residual))
+    residual_dot = float(tf.reduce_sum(residual * preconditioned))
+    history = [1.0]
     for iteration in range(1, max_iterations + 1):
         product = damped_product(direction)
         curvature = float(tf.reduce_sum(direction * product))
         if curvature <= 0:
             raise SolverError(f"cg met curvature {curvature:.3g} <= 0 at iteration {iteration}: H + damping*I is "
                               "not positive definite here; raise --damping")
-        step = residual_sq / curvature
+        step = residual_dot / curvature
         solution += step * direction
         residual -= step * product
-        new_residual_sq = float(tf.reduce_sum(residual * residual))
-        relative = math.sqrt(new_residual_sq) / target_norm
+        relative = float(tf.norm(residual)) / target_norm
         if progress is not None:
             progress(iteration, relative)
         if relative < tolerance:
             return solution, iteration, relative
-        direction = residual + (new_residual_sq / residual_sq) * direction
-        residual_sq = new_residual_sq
+        history.append(relative)
+        stalled = _stalled(history, tolerance, max_iterations - iteration)
+        if stalled is not None:
+            raise SolverError(f"cg is stalling at relative residual {relative:.3g} after {iteration} iterations "
+                              f"(tolerance {tolerance:g}): {stalled}; raise --damping")
+        preconditioned = precondition(residual)
+        new_residual_dot = float(tf.reduce_sum(residual * preconditioned))
+        direction = preconditioned + (new_residual_dot / residual_dot) * direction
+        residual_dot = new_residual_dot
     raise SolverError(f"cg did not converge in {max_iterations} iterations (relative residual {relative:.3g} > "
                       f"tolerance {tolerance:g}); raise --cg-max-iterations or --damping")
 
@@ -158,8 +208,12 @@ def solve(options: SolverOptions, target: tf.Tensor, hessian_product: HessianPro
           sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.Tensor],
           dense_hessian: Callable[[], np.ndarray], num_parameters: int,
           progress: Callable[[int, float], None] | None = None,
-          notify: Callable[[str], None] | None = None) -> tuple[tf.Tensor, SolverReport]:
+          notify: Callable[[str], None] | None = None,
+          preconditioner: Preconditioning | None = None) -> tuple[tf.Tensor, SolverReport]:
     """s = (H + damping*I)^-1 target with the chosen solver, plus its diagnostics.
+
+    ``preconditioner`` (cg only) gives, for a damping, an approximation of (H + damping*I)^-1
+    that steers the search directions; the result still meets the same residual tolerance.
 
     A failed solve is retried up to ``options.damping_retries`` times, each with ten times the
     damping (``notify`` hears why); the last failure is raised.
@@ -171,7 +225,7 @@ def solve(options: SolverOptions, target: tf.Tensor, hessian_product: HessianPro
     while True:
         try:
             solution, report = _solve_once(attempt, target, hessian_product, sampled_product, dense_hessian,
-                                           progress)
+                                           progress, preconditioner)
             break
         except SolverError as error:
             if retries == 0:
@@ -187,8 +241,8 @@ def solve(options: SolverOptions, target: tf.Tensor, hessian_product: HessianPro
 
 def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: HessianProduct,
                 sampled_product: Callable[[tf.Tensor, np.random.Generator], tf.Tensor],
-                dense_hessian: Callable[[], np.ndarray],
-                progress: Callable[[int, float], None] | None) -> tuple[tf.Tensor, SolverReport]:
+                dense_hessian: Callable[[], np.ndarray], progress: Callable[[int, float], None] | None,
+                preconditioner: Preconditioning | None) -> tuple[tf.Tensor, SolverReport]:
     started = time.perf_counter()
 
     def damped_product(vector: tf.Tensor) -> tf.Tensor:
@@ -199,8 +253,8 @@ def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: Hess
     if options.solver == "exact":
         solution, smallest = solve_exact(dense_hessian(), target, options.damping)
     elif options.solver == "cg":
-        solution, iterations, _ = solve_cg(damped_product, target, options.cg_tolerance,
-                                           options.cg_max_iterations, progress)
+        solution, iterations, _ = solve_cg(damped_product, target, options.cg_tolerance, options.cg_max_iterations,
+                                           progress, preconditioner.inverse(options.damping) if preconditioner else None)
     else:
         solution = solve_lissa(sampled_product, target, options, progress)
         iterations = options.lissa_depth * options.lissa_repeats
@@ -212,5 +266,6 @@ def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: Hess
                           "--solver cg")
     report = SolverReport(solver=options.solver, damping=options.damping, iterations=iterations,
                           residual=residual, converged=converged, seconds=time.perf_counter() - started,
-                          min_eigenvalue=smallest)
+                          min_eigenvalue=smallest,
+                          preconditioner=preconditioner.name if preconditioner and options.solver == "cg" else None)
     return solution, report
