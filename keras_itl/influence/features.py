@@ -164,7 +164,8 @@ class FrozenFeatures:
         return self.cut.cached(key, lambda: LossDerivatives(self.trainable, self.scope, batch_size))
 
     def head_preconditioner(self, examples: Examples, seed: int = 0) -> HeadPreconditioner | None:
-        """A cg preconditioner for the Hessian over ``examples`` when the scope is a softmax head on cached activations."""
+        """A cg preconditioner for the Hessian over ``examples`` when the scope is a softmax head on cached
+        activations (None otherwise)."""
         if not isinstance(examples, FeatureSet):
             return None
         return head_preconditioner(self.trainable, self.scope, examples.features, seed)

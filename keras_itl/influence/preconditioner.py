@@ -50,7 +50,7 @@ def _softmax_dense(trainable: keras.Model, scope: Scope) -> keras.layers.Dense |
 
 
 def _top_eigenpairs(rows: np.ndarray, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(basis [columns, rank], eigenvalues) of rows^T rows / len(rows): randomised range finder with power iterations."""
+    """(basis [columns, rank], eigenvalues) of rows^T rows / len(rows): randomised range finder, power iterations."""
     rng = np.random.default_rng(seed)
     sketch = rows @ rng.standard_normal((rows.shape[1], rank + OVERSAMPLING)).astype(rows.dtype)
     for _ in range(POWER_ITERATIONS):

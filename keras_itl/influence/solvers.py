@@ -253,8 +253,9 @@ def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: Hess
     if options.solver == "exact":
         solution, smallest = solve_exact(dense_hessian(), target, options.damping)
     elif options.solver == "cg":
+        inverse = preconditioner.inverse(options.damping) if preconditioner else None
         solution, iterations, _ = solve_cg(damped_product, target, options.cg_tolerance, options.cg_max_iterations,
-                                           progress, preconditioner.inverse(options.damping) if preconditioner else None)
+                                           progress, inverse)
     else:
         solution = solve_lissa(sampled_product, target, options, progress)
         iterations = options.lissa_depth * options.lissa_repeats
