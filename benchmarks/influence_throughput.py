@@ -20,6 +20,12 @@ forward-mode directional derivative g_i . s. This script checks the claims that 
 4. the same scores from per-example gradients (GradientTape.jacobian over --jacobian-batch
    instances): the JVP must be >= 50x faster per instance (``jvp_speedup_vs_jacobian``) and agree.
 
+Solves use keras-itl's default curvature, the Gauss-Newton matrix (``--hessian``; on the head it is
+the exact Hessian), head solves damping 0.01 (``--damping``) and top:K solves keras-itl's default
+0.1 (``--top-damping``). oneDNN is on unless TF_ENABLE_ONEDNN_OPTS says otherwise (the summary's
+``tf_onednn``): it makes convolution gradients - top:K's products, and the per-example Jacobians
+of section 4 - far faster on CPUs where TensorFlow leaves it off.
+
 Data are scikit-learn's real handwritten digits stored at the model's input size (wrapped around
 when N exceeds the 1,797 of them, with fresh ids); models have random initial weights (no
 network here). The machine is shared: numbers move with its load.

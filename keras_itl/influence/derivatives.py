@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_itl.influence.scope import Scope
-from keras_itl.registry import HESSIANS
 from keras_itl.influence.sharding import UNSHARDED, WorkerShard
+from keras_itl.registry import HESSIANS
 
 CURVATURES = {  # what each registry.HESSIANS choice solves with, as influence.json explains it
     "exact": "the exact Hessian of the mean training loss (Koh & Liang); indefinite on a non-convex scope away from "

@@ -269,8 +269,8 @@ def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: Hess
         raise SolverError(f"lissa did not converge: relative residual {residual:.3g} > {options.lissa_tolerance:g} "
                           f"after {iterations} steps; raise --lissa-depth, --lissa-batch-size or --damping, or use "
                           "--solver cg")
-    report = SolverReport(solver=options.solver, hessian=options.hessian, damping=options.damping, iterations=iterations,
-                          residual=residual, converged=converged, seconds=time.perf_counter() - started,
-                          min_eigenvalue=smallest,
+    report = SolverReport(solver=options.solver, hessian=options.hessian, damping=options.damping,
+                          iterations=iterations, residual=residual, converged=converged,
+                          seconds=time.perf_counter() - started, min_eigenvalue=smallest,
                           preconditioner=preconditioner.name if preconditioner and options.solver == "cg" else None)
     return solution, report

@@ -54,9 +54,10 @@ class InstanceOptions:
 
     def solver_options(self, seed: int = 0) -> SolverOptions:
         """The influence solver settings these options describe."""
-        return SolverOptions(solver=self.solver, hessian=self.hessian, damping=self.damping, damping_retries=self.damping_retries,
-                             cg_max_iterations=self.cg_max_iterations, lissa_scale=self.lissa_scale,
-                             lissa_depth=self.lissa_depth, lissa_batch_size=self.lissa_batch_size, seed=seed)
+        return SolverOptions(solver=self.solver, hessian=self.hessian, damping=self.damping,
+                             damping_retries=self.damping_retries, cg_max_iterations=self.cg_max_iterations,
+                             lissa_scale=self.lissa_scale, lissa_depth=self.lissa_depth,
+                             lissa_batch_size=self.lissa_batch_size, seed=seed)
 
 
 @dataclass(frozen=True)
