@@ -31,7 +31,6 @@ from keras_itl.influence.features import (
     FrozenFeatures,
     frozen_features,
 )
-from keras_itl.influence.kfac import kfac_preconditioner
 from keras_itl.influence.sharding import WorkerShard
 from keras_itl.influence.solvers import SolverOptions, SolverReport, solve
 from keras_itl.influence.store import load_solution, save_solution, solution_key
@@ -166,9 +165,6 @@ def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient:
     preconditioner = None
     if config.solver.solver == "cg":
         preconditioner = features.head_preconditioner(hessian_examples, config.solver.seed)
-        if preconditioner is None and curvature == "gauss-newton":
-            preconditioner = kfac_preconditioner(features.trainable, features.scope, hessian_examples,
-                                                 config.batch_size, config.solver.seed)
     return solve(config.solver, val_gradient, hessian_product, sampled_product,
                  lambda: derivatives.hessian(hessian_examples, shard, curvature), features.scope.num_parameters,
                  _progress(config.solver.solver, verbose),
