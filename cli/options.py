@@ -45,6 +45,9 @@ def influence_options(command):
         click.option("--scope", default=registry.SCOPE, show_default=True, help=SCOPE_HELP),
         click.option("--solver", type=click.Choice(registry.SOLVERS), default=registry.SOLVER, show_default=True,
                      help="Inverse-Hessian-vector solver: conjugate gradient, dense exact (small scopes) or LiSSA."),
+        click.option("--hessian", type=click.Choice(registry.HESSIANS), default=registry.HESSIAN, show_default=True,
+                     help="Curvature to invert: the loss's exact Hessian, or the Gauss-Newton matrix (positive "
+                          "semi-definite on any scope; equal to the exact Hessian on the head)."),
         click.option("--damping", type=float, default=registry.DAMPING, show_default=True,
                      help="Damping added to the Hessian (H + damping*I) so the solve is well posed for deep nets."),
         click.option("--damping-retries", type=click.IntRange(min=0), default=registry.DAMPING_RETRIES,

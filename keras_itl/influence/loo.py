@@ -1,8 +1,9 @@
 """Check influence predictions against reality: actually retrain without single instances.
 
 As Koh & Liang did, each retraining is warm-started from the trained parameters. The scope's
-parameters are refit by damped Newton steps (each one a conjugate-gradient solve on
-Hessian-vector products) on the objective the influence estimate linearises:
+parameters are refit by damped Newton steps (each one a conjugate-gradient solve on products
+with the curvature the influence solve used: Gauss-Newton steps with ``--hessian gauss-newton``,
+which on the convex head are Newton steps) on the objective the influence estimate linearises:
 
     (1/n) * sum_{j != i} loss_j(theta) + (damping/2) * ||theta - theta_trained||^2
 
@@ -67,7 +68,7 @@ def _refit(derivatives: LossDerivatives, train: Examples, removed: Examples | No
         gradient += damping * (theta - anchor)
 
         def damped_product(vector: tf.Tensor) -> tf.Tensor:
-            return derivatives.hvp(train, vector) + damping * vector
+            return derivatives.hvp(train, vector, curvature=config.solver.hessian) + damping * vector
 
         step, _, _ = solve_cg(damped_product, gradient, config.solver.cg_tolerance, config.solver.cg_max_iterations,
                               preconditioner=preconditioner)

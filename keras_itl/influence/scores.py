@@ -25,7 +25,7 @@ import tensorflow as tf
 from keras_itl import registry
 from keras_itl.datasets import Split
 from keras_itl.errors import UserError
-from keras_itl.influence.derivatives import LossDerivatives
+from keras_itl.influence.derivatives import CURVATURES, LossDerivatives
 from keras_itl.influence.features import (
     DEFAULT_MEMORY_LIMIT_MB,
     FrozenFeatures,
@@ -89,7 +89,8 @@ class InfluenceResult:
         deltas = self.table.predicted_delta_val_loss
         return {"scope": self.scope, "num_parameters": self.num_parameters, "val_loss": self.val_loss,
                 "num_train": len(self.table), "num_harmful": int(np.sum(deltas < 0)),
-                "solver": self.solver.to_dict(), "frozen_part": self.frozen, "timings": self.timings}
+                "solver": self.solver.to_dict(), "curvature": CURVATURES.get(self.solver.hessian or "exact"),
+                "frozen_part": self.frozen, "timings": self.timings}
 
 
 @dataclass(frozen=True)
@@ -144,26 +145,28 @@ def _solve(features: FrozenFeatures, derivatives: LossDerivatives, val_gradient:
     """s = (H + damping*I)^-1 g_val over the training examples (or a sample of them), each product summed over
     shards."""
     hessian_examples = features.splits["train"]
+    curvature = config.solver.hessian
     if config.hessian_max_examples and config.hessian_max_examples < len(hessian_examples):
         rng = np.random.default_rng(config.solver.seed)
         chosen = np.sort(rng.choice(len(hessian_examples), config.hessian_max_examples, replace=False))
         hessian_examples = hessian_examples.subset(chosen)
 
     def hessian_product(vector: tf.Tensor) -> tf.Tensor:
-        return derivatives.hvp(hessian_examples, vector, shard)
+        return derivatives.hvp(hessian_examples, vector, shard, curvature)
 
     def sampled_product(vector: tf.Tensor, rng: np.random.Generator) -> tf.Tensor:
         size = config.solver.lissa_batch_size
         if not size or size >= len(hessian_examples):
             return hessian_product(vector)
         return derivatives.hvp(hessian_examples.subset(np.sort(rng.choice(len(hessian_examples), size,
-                                                                          replace=False))), vector, shard)
+                                                                          replace=False))), vector, shard,
+                               curvature)
 
     preconditioner = None
     if config.solver.solver == "cg":
         preconditioner = features.head_preconditioner(hessian_examples, config.solver.seed)
     return solve(config.solver, val_gradient, hessian_product, sampled_product,
-                 lambda: derivatives.hessian(hessian_examples, shard), features.scope.num_parameters,
+                 lambda: derivatives.hessian(hessian_examples, shard, curvature), features.scope.num_parameters,
                  _progress(config.solver.solver, verbose),
                  notify=(lambda message: print(f"influence: {message}", flush=True)) if verbose else None,
                  preconditioner=preconditioner)

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from keras_itl import registry
 from keras_itl.errors import UserError
-from keras_itl.registry import SOLVERS
+from keras_itl.registry import HESSIANS, SOLVERS
 
 EXACT_MAX_PARAMETERS = 5000  # a dense 5000x5000 Hessian is 200 MB in float64; larger scopes use cg
 
@@ -61,6 +61,7 @@ class SolverReport:
     requested_damping: float | None = None  # set when retries raised the damping above the requested one
     preconditioner: str | None = None  # cg's preconditioner, when one steered it
     reused: bool = False  # loaded from a saved solution instead of solved
+    hessian: str | None = None  # the curvature solved with (registry.HESSIANS); None in solutions saved before it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,9 +69,10 @@ class SolverReport:
 
 @dataclass(frozen=True)
 class SolverOptions:
-    """Knobs of the three solvers (each uses only its own)."""
+    """Knobs of the three solvers (each uses only its own), and the curvature they all solve with (``hessian``)."""
 
     solver: str = registry.SOLVER
+    hessian: str = registry.HESSIAN
     damping: float = registry.DAMPING
     cg_tolerance: float = 1e-4
     cg_max_iterations: int = registry.CG_MAX_ITERATIONS
@@ -85,6 +87,8 @@ class SolverOptions:
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:
             raise UserError(f"unknown solver {self.solver!r}; choose one of: {', '.join(SOLVERS)}")
+        if self.hessian not in HESSIANS:
+            raise UserError(f"unknown hessian {self.hessian!r}; choose one of: {', '.join(HESSIANS)}")
         if self.damping < 0:
             raise UserError(f"damping must be >= 0, got {self.damping}")
         if self.cg_tolerance <= 0 or self.cg_max_iterations <= 0:
@@ -265,8 +269,8 @@ def _solve_once(options: SolverOptions, target: tf.Tensor, hessian_product: Hess
         raise SolverError(f"lissa did not converge: relative residual {residual:.3g} > {options.lissa_tolerance:g} "
                           f"after {iterations} steps; raise --lissa-depth, --lissa-batch-size or --damping, or use "
                           "--solver cg")
-    report = SolverReport(solver=options.solver, damping=options.damping, iterations=iterations,
-                          residual=residual, converged=converged, seconds=time.perf_counter() - started,
-                          min_eigenvalue=smallest,
+    report = SolverReport(solver=options.solver, hessian=options.hessian, damping=options.damping,
+                          iterations=iterations, residual=residual, converged=converged,
+                          seconds=time.perf_counter() - started, min_eigenvalue=smallest,
                           preconditioner=preconditioner.name if preconditioner and options.solver == "cg" else None)
     return solution, report

@@ -26,6 +26,7 @@ class InstanceOptions:
     policy: str = registry.POLICY
     scope: str = registry.SCOPE
     solver: str = registry.SOLVER
+    hessian: str = registry.HESSIAN
     damping: float = registry.DAMPING
     max_drop_fraction: float = registry.MAX_DROP_FRACTION
     min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION
@@ -53,9 +54,10 @@ class InstanceOptions:
 
     def solver_options(self, seed: int = 0) -> SolverOptions:
         """The influence solver settings these options describe."""
-        return SolverOptions(solver=self.solver, damping=self.damping, damping_retries=self.damping_retries,
-                             cg_max_iterations=self.cg_max_iterations, lissa_scale=self.lissa_scale,
-                             lissa_depth=self.lissa_depth, lissa_batch_size=self.lissa_batch_size, seed=seed)
+        return SolverOptions(solver=self.solver, hessian=self.hessian, damping=self.damping,
+                             damping_retries=self.damping_retries, cg_max_iterations=self.cg_max_iterations,
+                             lissa_scale=self.lissa_scale, lissa_depth=self.lissa_depth,
+                             lissa_batch_size=self.lissa_batch_size, seed=seed)
 
 
 @dataclass(frozen=True)
