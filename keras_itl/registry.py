@@ -72,6 +72,7 @@ POLICY = "auto"  # train --method instance
 INSPECT_POLICY = "sign"  # keras-itl influence: auto needs refits, which only train runs
 AUTO_JUDGE = "head"
 AUTO_MARGIN = 0.05  # auto keeps the fewest drops within this relative margin of the lowest loss
+AUTO_MIN_Z = 2.0  # auto drops only when its paired win over keeping everything exceeds this many standard errors
 SCOPE = "head"
 SOLVER = "cg"
 DAMPING = 0.1  # ~3x the head Hessian's mean eigenvalue on digits-noisy; 0.01 let near-null directions rank
@@ -120,7 +121,8 @@ TRAIN_FLAGS = {
     "noise_kind": "--noise-kind", "data_dir": "--data-dir",
 }
 INSTANCE_FLAGS = {
-    "policy": "--policy", "judge": "--auto-judge", "auto_margin": "--auto-margin", "scope": "--scope",
+    "policy": "--policy", "judge": "--auto-judge", "auto_margin": "--auto-margin",
+    "auto_min_z": "--auto-min-z", "scope": "--scope",
     "solver": "--solver", "damping": "--damping", "damping_retries": "--damping-retries",
     "cg_max_iterations": "--cg-max-iterations", "lissa_scale": "--lissa-scale", "lissa_depth": "--lissa-depth",
     "lissa_batch_size": "--lissa-batch-size", "max_drop_fraction": "--max-drop-fraction",
