@@ -212,7 +212,10 @@ def select_drops(
     decide; ties to the lower loss. With ``auto_min_z`` > 0 (``measure`` must then give per-example
     losses) a drop set is a candidate only if its paired win over "none" - the mean of the
     per-example loss differences - exceeds ``auto_min_z`` standard errors of that mean: a win within
-    the noise of a small validation part does not earn a drop. Other policies ignore ``measure``.
+    the noise of a small validation part does not earn a drop. Among those candidates, the ones the
+    lowest-loss candidate does not beat by more than ``auto_min_z`` standard errors are
+    indistinguishable on this data, and the one that drops the most is kept (``auto_margin`` is then
+    unused). Other policies ignore ``measure``.
     """
     policy = parse_policy(policy) if isinstance(policy, str) else policy
     ids, labels, delta = _checked_arrays(ids, labels, predicted_delta, class_names)
@@ -348,11 +351,13 @@ def _reason(policy: Policy, rank: int, delta: float) -> str:
 
 def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarray], float | np.ndarray],
             margin: float, min_z: float) -> tuple[_Option, float, list[Candidate], list[str]]:
-    """The option with the fewest drops among those within ``margin`` of the lowest measured val loss.
+    """The option ``auto`` keeps, its loss, every candidate and notes on the choice.
 
-    With ``min_z`` > 0 only "none" and the drop sets whose win over it exceeds ``min_z`` standard
-    errors take part. Ties in drops go to the lower loss, then the earlier option. Returns the option
-    and its loss.
+    With ``min_z`` > 0, only "none" and the drop sets whose paired win over it exceeds ``min_z``
+    standard errors take part; of those the lowest-loss one does not beat by more than ``min_z``
+    standard errors, the one dropping the most wins (once dropping is shown to help, a harmful
+    instance kept costs more than a harmless one dropped). With ``min_z`` 0, the fewest drops within
+    ``margin`` (relative) of the lowest loss. Ties in drops go to the lower loss, then the earlier option.
 
     Each distinct drop set is measured once, under the name of the first option that produced it;
     the other names are noted as its aliases.
@@ -373,9 +378,14 @@ def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarr
     candidates = [Candidate(opt.name, [str(ids[i]) for i in opt.dropped], float(losses.mean()), z)
                   for opt, losses, z in zip(distinct, measured, wins)]
     allowed = [k for k, z in enumerate(wins) if k == 0 or z is None or z > min_z]
-    lowest = min(candidates[k].val_loss for k in allowed)
-    close = [k for k in allowed if candidates[k].val_loss <= lowest + margin * abs(lowest)]
-    best = min(close, key=lambda k: (len(candidates[k].drop_ids), candidates[k].val_loss))
+    lowest_k = min(allowed, key=lambda k: candidates[k].val_loss)
+    lowest = candidates[lowest_k].val_loss
+    if min_z > 0:  # sets the lowest does not beat beyond the noise: the one dropping the most (recall first)
+        close = [k for k in allowed if _win_z(measured[k], measured[lowest_k]) <= min_z]
+        best = max(close, key=lambda k: (len(candidates[k].drop_ids), -candidates[k].val_loss, -k))
+    else:  # the fewest drops within the relative margin
+        close = [k for k in allowed if candidates[k].val_loss <= lowest + margin * abs(lowest)]
+        best = min(close, key=lambda k: (len(candidates[k].drop_ids), candidates[k].val_loss))
     winner = distinct[best]
     notes = [f"{', '.join(o.name for o in group[1:])} gave the same drop set as {group[0].name}; "
              f"measured once as {group[0].name}" for group in groups.values() if len(group) > 1]
@@ -383,8 +393,9 @@ def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarr
               f"{c.win_z:.2f} standard errors (needs more than {min_z:g})"
               for k, c in enumerate(candidates) if k not in allowed and c.val_loss < candidates[0].val_loss]
     if candidates[best].val_loss > lowest:
+        within = f"within {min_z:g} standard errors" if min_z > 0 else f"within the margin {margin:g}"
         notes.append(f"auto chose {winner.name} ({len(winner.dropped)} drops): its val_loss "
-                     f"{candidates[best].val_loss:.4g} is within the margin {margin:g} of the lowest {lowest:.4g}")
+                     f"{candidates[best].val_loss:.4g} is {within} of the lowest {lowest:.4g}")
     if winner.policy is None:
         notes.append(f"auto kept every instance: no drop set measured a val_loss lower than keeping everything's "
                      f"{candidates[best].val_loss:.4g} by more than the margin and the noise")

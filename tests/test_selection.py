@@ -431,8 +431,24 @@ def test_auto_min_z_win_without_spread():
     delta = -np.linspace(2.0, 1.0, 100)
     table = {0: [1.0, 1.0], 5: [0.9, 0.9], 10: [0.9, 0.9], 20: [0.9, 0.9], 50: [0.9, 0.9]}
     result = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=3.0)
-    assert result.chosen == "fraction:0.05"  # every drop set wins 0.1 on both examples: z infinite
-    assert result.candidates[1].win_z == math.inf
+    assert result.candidates[1].win_z == math.inf  # every drop set wins 0.1 on both examples
+    assert result.chosen == "sign"  # all equally good: the most drops
+
+
+def test_auto_min_z_keeps_the_most_drops_among_sets_the_best_does_not_clearly_beat():
+    delta = -np.linspace(2.0, 1.0, 100)
+    table = {0: [1.0, 1.0, 1.0, 1.0],
+             5: [0.6, 0.7, 0.6, 0.7],     # beats none; fraction:0.1 beats it by 0.1 everywhere: z infinite
+             10: [0.5, 0.6, 0.5, 0.6],    # the lowest, 0.55
+             20: [0.4, 0.8, 0.5, 0.6],    # 0.575; fraction:0.1's win over it, (-0.1, 0.2, 0, 0), is z 0.40
+             50: [0.9, 0.95, 0.9, 0.95]}  # beats none (z 5.2) but fraction:0.1 beats it clearly
+    result = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=2.0)
+    assert result.chosen == "fraction:0.2"
+    assert len(result.drop_ids) == 20
+    assert ("auto chose fraction:0.2 (20 drops): its val_loss 0.575 is within 2 standard errors of the lowest 0.55"
+            in result.notes)
+    margin_rule = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_margin=0.05)
+    assert margin_rule.chosen == "fraction:0.1"  # min_z 0: the fewest drops within 5% of the lowest
 
 
 @pytest.mark.parametrize("measure, message", [
