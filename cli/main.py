@@ -99,8 +99,8 @@ def main() -> None:
               help="--policy auto: judge each candidate by a head-only refit on cached backbone features (cheap) "
               "or by a full fine-tune (slow); only the winner is fully refit either way.")
 @click.option("--auto-margin", type=float, default=registry.AUTO_MARGIN, show_default=True,
-              help="--policy auto: keep the fewest drops among candidates within this relative margin of the "
-              "lowest validation loss, so tiny differences do not decide.")
+              help="--policy auto with --auto-min-z 0: keep the fewest drops among candidates within this relative "
+              "margin of the lowest validation loss, so tiny differences do not decide.")
 @click.option("--auto-min-z", type=float, default=registry.AUTO_MIN_Z, show_default=True,
               help="--policy auto: drop a candidate set only if its mean per-example win over keeping everything, "
               "on the selection part, exceeds this many standard errors (0: no such test).")
