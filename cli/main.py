@@ -103,7 +103,8 @@ def main() -> None:
               "margin of the lowest validation loss, so tiny differences do not decide.")
 @click.option("--auto-min-z", type=float, default=registry.AUTO_MIN_Z, show_default=True,
               help="--policy auto: drop a candidate set only if its mean per-example win over keeping everything, "
-              "on the selection part, exceeds this many standard errors (0: no such test).")
+              "on the selection part, exceeds this many standard errors; of those, keep the largest set the "
+              "best does not beat by more (0: no such test, the --auto-margin rule).")
 @influence_options
 @click.option("--instance-start", type=click.Choice(registry.INSTANCE_STARTS), default=registry.INSTANCE_START,
               show_default=True,
