@@ -99,8 +99,12 @@ def main() -> None:
               help="--policy auto: judge each candidate by a head-only refit on cached backbone features (cheap) "
               "or by a full fine-tune (slow); only the winner is fully refit either way.")
 @click.option("--auto-margin", type=float, default=registry.AUTO_MARGIN, show_default=True,
-              help="--policy auto: keep the fewest drops among candidates within this relative margin of the "
-              "lowest validation loss, so tiny differences do not decide.")
+              help="--policy auto with --auto-min-z 0: keep the fewest drops among candidates within this relative "
+              "margin of the lowest validation loss, so tiny differences do not decide.")
+@click.option("--auto-min-z", type=float, default=registry.AUTO_MIN_Z, show_default=True,
+              help="--policy auto: drop a candidate set only if its mean per-example win over keeping everything, "
+              "on the selection part, exceeds this many standard errors; of those, keep the largest set the "
+              "best does not beat by more (0: no such test, the --auto-margin rule).")
 @influence_options
 @click.option("--instance-start", type=click.Choice(registry.INSTANCE_STARTS), default=registry.INSTANCE_START,
               show_default=True,
@@ -113,8 +117,8 @@ def main() -> None:
 def train(target, source, arch, method, weights, epochs, head_epochs, source_epochs, batch_size, lr,
           fine_tune_lr_factor, fine_tune_layers, optimizer, lr_schedule, patience, image_size, seed, val_fraction,
           data_dir, max_train_examples, imbalance, label_noise, noise_kind, output, resume, export_name, export_base,
-          quiet, workers, policy, auto_judge, auto_margin, scope, solver, damping, damping_retries, max_drop_fraction,
-          min_class_keep_fraction, instance_start, refit_epochs, **solver_knobs) -> None:
+          quiet, workers, policy, auto_judge, auto_margin, auto_min_z, scope, solver, damping, damping_retries,
+          max_drop_fraction, min_class_keep_fraction, instance_start, refit_epochs, **solver_knobs) -> None:
     """Train a target model from scratch, by fine-tuning a source network, or instance-based, then test it."""
     if workers > 1:
         _launch_workers(click.get_current_context(), workers)
@@ -134,7 +138,8 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
         val_fraction=registry.VAL_FRACTION if val_fraction is None else val_fraction,
         max_train_examples=max_train_examples,
         imbalance=imbalance, label_noise=label_noise, noise_kind=noise_kind, data_dir=data_dir,
-        instance=InstanceOptions(policy=policy, judge=auto_judge, auto_margin=auto_margin, scope=scope,
+        instance=InstanceOptions(policy=policy, judge=auto_judge, auto_margin=auto_margin, auto_min_z=auto_min_z,
+                                 scope=scope,
                                  solver=solver, damping=damping,
                                  damping_retries=damping_retries,
                                  max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,

@@ -39,11 +39,11 @@ def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(probs[np.arange(len(labels)), labels], _EPSILON, 1.0))
 
 
-def head_val_loss(train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
-                  val_labels: np.ndarray, num_classes: int) -> float:
-    """Mean validation cross-entropy of a head refit on the given training features."""
+def head_val_losses(train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
+                    val_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-example validation cross-entropy of a head refit on the given training features."""
     head = fit_head(train_features, train_labels)
-    return float(cross_entropy(head_probabilities(head, val_features, num_classes), val_labels).mean())
+    return cross_entropy(head_probabilities(head, val_features, num_classes), val_labels)
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int, *, folds: int = 5,

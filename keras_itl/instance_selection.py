@@ -27,7 +27,7 @@ from keras_itl.baselines import (
 )
 from keras_itl.datasets import Split
 from keras_itl.evaluation import evaluate_model, predict_probabilities
-from keras_itl.head_refit import head_val_loss
+from keras_itl.head_refit import head_val_losses
 from keras_itl.influence import (
     InfluenceConfig,
     InfluenceResult,
@@ -53,10 +53,10 @@ class RankedInstances:
     influence: InfluenceResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
-    def head_loss(self, keep: np.ndarray) -> float:
-        """Selection-part loss of a head refit on the kept instances' features (the cheap judge)."""
-        return head_val_loss(self.train_features[keep], self.train.labels[keep], self.selection_features,
-                             self.selection_labels, self.num_classes)
+    def head_losses(self, keep: np.ndarray) -> np.ndarray:
+        """Per-example selection-part losses of a head refit on the kept instances' features (the cheap judge)."""
+        return head_val_losses(self.train_features[keep], self.train.labels[keep], self.selection_features,
+                               self.selection_labels, self.num_classes)
 
 
 def rank_instances(model: keras.Model, train: Split, parts: dict[str, Split], policy: Policy, *,

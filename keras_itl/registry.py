@@ -72,7 +72,8 @@ NOISE_KIND = "symmetric"
 POLICY = "auto"  # train --method instance
 INSPECT_POLICY = "sign"  # keras-itl influence: auto needs refits, which only train runs
 AUTO_JUDGE = "head"
-AUTO_MARGIN = 0.05  # auto keeps the fewest drops within this relative margin of the lowest loss
+AUTO_MARGIN = 0.05  # with AUTO_MIN_Z 0: auto keeps the fewest drops within this relative margin of the lowest loss
+AUTO_MIN_Z = 2.0  # auto drops only when its paired win over keeping everything exceeds this many standard errors
 SCOPE = "head"
 SOLVER = "cg"
 # Gauss-Newton: positive semi-definite at any weights, so cg is valid on top:K and all, where the exact Hessian of
@@ -125,7 +126,8 @@ TRAIN_FLAGS = {
     "noise_kind": "--noise-kind", "data_dir": "--data-dir",
 }
 INSTANCE_FLAGS = {
-    "policy": "--policy", "judge": "--auto-judge", "auto_margin": "--auto-margin", "scope": "--scope",
+    "policy": "--policy", "judge": "--auto-judge", "auto_margin": "--auto-margin",
+    "auto_min_z": "--auto-min-z", "scope": "--scope",
     "solver": "--solver", "hessian": "--hessian", "damping": "--damping", "damping_retries": "--damping-retries",
     "cg_max_iterations": "--cg-max-iterations", "lissa_scale": "--lissa-scale", "lissa_depth": "--lissa-depth",
     "lissa_batch_size": "--lissa-batch-size", "max_drop_fraction": "--max-drop-fraction",

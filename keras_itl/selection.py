@@ -36,7 +36,8 @@ POLICY_HELP = (
     "'sign' drops every instance predicted to be harmful (the rule of Wang et al., 2019). "
     "'fraction:P' (0 < P < 1) drops the round(P * n) most harmful instances, never one predicted to "
     "help. 'auto' (the default) refits on each candidate set - none, sign and a few fractions - and "
-    "keeps the one with the lowest measured validation loss (within a small margin, the fewest drops). "
+    "keeps the one with the lowest measured validation loss (within a small margin, the fewest drops); a "
+    "drop set whose win over keeping everything is within the noise of that measurement is refused. "
     "Baselines: 'loss:P' drops the P highest training losses under the warm-up model, 'cleanlab' the "
     "label issues confident learning finds, 'random:P' a random P (the control). Every policy respects "
     "the maximum drop fraction and the per-class floors, so no class is ever emptied."
@@ -87,11 +88,16 @@ def parse_policy(text: str) -> Policy:
 
 @dataclass
 class Candidate:
-    """One drop set that ``auto`` refit and measured."""
+    """One drop set that ``auto`` refit and measured.
+
+    ``win_z`` is its mean per-example loss win over keeping everything, in standard errors of that
+    mean (None when ``auto`` did not test wins: ``auto_min_z`` 0).
+    """
 
     name: str
     drop_ids: list[str]
     val_loss: float
+    win_z: float | None = None
 
 
 @dataclass
@@ -181,7 +187,8 @@ def select_drops(
     min_per_class: int = 1,
     auto_fractions: tuple[float, ...] = (0.05, 0.10, 0.20),
     auto_margin: float = 0.0,
-    measure: Callable[[np.ndarray], float] | None = None,
+    auto_min_z: float = 0.0,
+    measure: Callable[[np.ndarray], float | np.ndarray] | None = None,
     eligible: Sequence[bool] | np.ndarray | None = None,
 ) -> SelectionResult:
     """Choose the ids to drop from a ranking: ``predicted_delta``, lower goes first.
@@ -199,16 +206,24 @@ def select_drops(
 
     ``auto`` walks "none", "sign" and "fraction:F" for every F in ``auto_fractions`` the same way,
     calls ``measure(keep_mask)`` once per distinct drop set (``keep_mask`` is a bool array over the
-    input order, True = kept; it returns the val loss after refitting on the kept instances) and keeps
-    the fewest drops among the candidates within ``auto_margin`` (relative) of the lowest loss, so a
-    difference in the third decimal does not decide; ties to the lower loss. Other policies ignore
-    ``measure``.
+    input order, True = kept; it returns the val loss after refitting on the kept instances - one
+    number, or one per validation example) and keeps the fewest drops among the candidates within
+    ``auto_margin`` (relative) of the lowest loss, so a difference in the third decimal does not
+    decide; ties to the lower loss. With ``auto_min_z`` > 0 (``measure`` must then give per-example
+    losses) a drop set is a candidate only if its paired win over "none" - the mean of the
+    per-example loss differences - exceeds ``auto_min_z`` standard errors of that mean: a win within
+    the noise of a small validation part does not earn a drop. Among those candidates, the ones the
+    lowest-loss candidate does not beat by more than ``auto_min_z`` standard errors are
+    indistinguishable on this data, and the one that drops the most is kept (``auto_margin`` is then
+    unused). Other policies ignore ``measure``.
     """
     policy = parse_policy(policy) if isinstance(policy, str) else policy
     ids, labels, delta = _checked_arrays(ids, labels, predicted_delta, class_names)
     limits = _limits(labels, len(class_names), max_drop_fraction, min_class_keep_fraction, min_per_class)
     if not 0 <= auto_margin < 1:
         raise UserError(f"auto_margin must be in [0, 1), got {auto_margin}")
+    if not auto_min_z >= 0:
+        raise UserError(f"auto_min_z must be >= 0, got {auto_min_z}")
     allowed = _eligible(policy, delta, eligible)
     order = np.lexsort((ids, delta))
 
@@ -222,7 +237,7 @@ def select_drops(
             raise UserError("auto needs a refit to measure candidates: pass measure, or choose sign or fraction:P")
         policies = [Policy("sign")] + [Policy("fraction", float(f)) for f in dict.fromkeys(auto_fractions)]
         options = [option("none", None)] + [option(str(p), p) for p in policies]
-        winner, loss, candidates, auto_notes = _choose(options, ids, measure, auto_margin)
+        winner, loss, candidates, auto_notes = _choose(options, ids, measure, auto_margin, auto_min_z)
         suffix = f"; auto chose {winner.name}, measured val_loss {loss:.4g}"
     else:
         winner, candidates, auto_notes, suffix = option(str(policy), policy), [], [], ""
@@ -334,11 +349,15 @@ def _reason(policy: Policy, rank: int, delta: float) -> str:
     return f"in the random {policy.fraction * 100:g}% (the control)"
 
 
-def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarray], float],
-            margin: float) -> tuple[_Option, float, list[Candidate], list[str]]:
-    """The option with the fewest drops among those within ``margin`` of the lowest measured val loss.
+def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarray], float | np.ndarray],
+            margin: float, min_z: float) -> tuple[_Option, float, list[Candidate], list[str]]:
+    """The option ``auto`` keeps, its loss, every candidate and notes on the choice.
 
-    Ties in drops go to the lower loss, then the earlier option. Returns the option and its loss.
+    With ``min_z`` > 0, only "none" and the drop sets whose paired win over it exceeds ``min_z``
+    standard errors take part; of those the lowest-loss one does not beat by more than ``min_z``
+    standard errors, the one dropping the most wins (once dropping is shown to help, a harmful
+    instance kept costs more than a harmless one dropped). With ``min_z`` 0, the fewest drops within
+    ``margin`` (relative) of the lowest loss. Ties in drops go to the lower loss, then the earlier option.
 
     Each distinct drop set is measured once, under the name of the first option that produced it;
     the other names are noted as its aliases.
@@ -346,25 +365,54 @@ def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarr
     groups: dict[tuple[int, ...], list[_Option]] = {}
     for opt in options:
         groups.setdefault(tuple(opt.dropped), []).append(opt)
-    distinct = [group[0] for group in groups.values()]
-    candidates = []
+    distinct = [group[0] for group in groups.values()]  # the first is "none": options start with it
+    measured = []
     for opt in distinct:
         keep = np.ones(len(ids), dtype=bool)
         keep[opt.dropped] = False
-        loss = float(measure(keep))
-        if math.isnan(loss):
+        losses = np.atleast_1d(np.asarray(measure(keep), dtype=np.float64))
+        if np.isnan(losses).any():
             raise UserError(f"the refit for selection candidate {opt.name} gave a NaN validation loss")
-        candidates.append(Candidate(opt.name, [str(ids[i]) for i in opt.dropped], loss))
-    lowest = min(c.val_loss for c in candidates)
-    close = [k for k, c in enumerate(candidates) if c.val_loss <= lowest + margin * abs(lowest)]
-    best = min(close, key=lambda k: (len(candidates[k].drop_ids), candidates[k].val_loss))
+        measured.append(losses)
+    wins = [_win_z(measured[0], losses) if min_z > 0 else None for losses in measured]
+    candidates = [Candidate(opt.name, [str(ids[i]) for i in opt.dropped], float(losses.mean()), z)
+                  for opt, losses, z in zip(distinct, measured, wins)]
+    allowed = [k for k, z in enumerate(wins) if k == 0 or z is None or z > min_z]
+    lowest_k = min(allowed, key=lambda k: candidates[k].val_loss)
+    lowest = candidates[lowest_k].val_loss
+    if min_z > 0:  # sets the lowest does not beat beyond the noise: the one dropping the most (recall first)
+        close = [k for k in allowed if _win_z(measured[k], measured[lowest_k]) <= min_z]
+        best = max(close, key=lambda k: (len(candidates[k].drop_ids), -candidates[k].val_loss, -k))
+    else:  # the fewest drops within the relative margin
+        close = [k for k in allowed if candidates[k].val_loss <= lowest + margin * abs(lowest)]
+        best = min(close, key=lambda k: (len(candidates[k].drop_ids), candidates[k].val_loss))
     winner = distinct[best]
     notes = [f"{', '.join(o.name for o in group[1:])} gave the same drop set as {group[0].name}; "
              f"measured once as {group[0].name}" for group in groups.values() if len(group) > 1]
+    notes += [f"auto refused {c.name}: its val_loss {c.val_loss:.4g} beats keeping everything by only "
+              f"{c.win_z:.2f} standard errors (needs more than {min_z:g})"
+              for k, c in enumerate(candidates) if k not in allowed and c.val_loss < candidates[0].val_loss]
     if candidates[best].val_loss > lowest:
+        within = f"within {min_z:g} standard errors" if min_z > 0 else f"within the margin {margin:g}"
         notes.append(f"auto chose {winner.name} ({len(winner.dropped)} drops): its val_loss "
-                     f"{candidates[best].val_loss:.4g} is within the margin {margin:g} of the lowest {lowest:.4g}")
+                     f"{candidates[best].val_loss:.4g} is {within} of the lowest {lowest:.4g}")
     if winner.policy is None:
-        notes.append(f"auto kept every instance: dropping none measured the lowest val_loss "
-                     f"{candidates[best].val_loss:.4g}")
+        notes.append(f"auto kept every instance: no drop set measured a val_loss lower than keeping everything's "
+                     f"{candidates[best].val_loss:.4g} by more than the margin and the noise")
     return winner, candidates[best].val_loss, candidates, notes
+
+
+def _win_z(kept_all: np.ndarray, dropped: np.ndarray) -> float:
+    """How many standard errors the mean per-example loss win of ``dropped`` over ``kept_all`` is.
+
+    Paired: the same validation examples are scored under both refits, so the spread of their
+    differences is the noise of the mean win. Identical losses give 0; a win with no spread, +inf.
+    """
+    if dropped.shape != kept_all.shape or len(dropped) < 2:
+        raise UserError("auto_min_z needs the per-example validation losses of every candidate (at least two)")
+    differences = kept_all - dropped
+    win = float(differences.mean())
+    spread = float(differences.std(ddof=1))
+    if spread == 0:
+        return 0.0 if win == 0 else math.copysign(math.inf, win)
+    return win / (spread / math.sqrt(len(differences)))

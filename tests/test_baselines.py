@@ -14,7 +14,7 @@ from keras_itl.datasets import load_dataset
 from keras_itl.datasets.containers import Split
 from keras_itl.datasets.sampling import flip_labels
 from keras_itl.errors import UserError
-from keras_itl.head_refit import cross_entropy, head_val_loss, out_of_fold_probabilities
+from keras_itl.head_refit import cross_entropy, head_val_losses, out_of_fold_probabilities
 from keras_itl.selection import select_drops
 from keras_itl.validation_parts import PART_NAMES, split_validation
 
@@ -74,11 +74,13 @@ def test_head_refit_judges_dropping_the_flipped_labels_better():
     features, labels, _ = clusters()
     val_features, val_labels, _ = clusters(seed=1, flipped=())
     keep = np.ones(len(labels), bool)
-    everything = head_val_loss(features, labels, val_features, val_labels, 3)
+    everything = head_val_losses(features, labels, val_features, val_labels, 3)
+    assert everything.shape == val_labels.shape  # one loss per validation example, for auto's paired test
     keep[[3, 25, 47]] = False
-    cleaned = head_val_loss(features[keep], labels[keep], val_features, val_labels, 3)
-    assert cleaned < everything
-    assert head_val_loss(features, labels, val_features, val_labels, 3) == everything  # deterministic
+    cleaned = head_val_losses(features[keep], labels[keep], val_features, val_labels, 3)
+    assert cleaned.mean() < everything.mean()
+    np.testing.assert_array_equal(head_val_losses(features, labels, val_features, val_labels, 3),
+                                  everything)  # deterministic
 
 
 def test_cross_entropy_clips_like_keras():

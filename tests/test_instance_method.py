@@ -42,11 +42,7 @@ def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_
     assert Counter(r["label"] for r in dropped_rows) == Counter(
         {name: n for name, n in selection["dropped_per_class"].items() if n})
     assert summary["num_harmful"] == sum(float(r["predicted_delta_val_loss"]) < 0 for r in rows)
-    candidates = selection["candidates"]
-    assert candidates[0]["name"] == "none"
-    lowest = min(c["val_loss"] for c in candidates)  # auto: the fewest drops within 5% of the lowest loss
-    close = [c for c in candidates if c["val_loss"] <= lowest * 1.05]
-    assert selection["chosen"] == min(close, key=lambda c: (len(c["drop_ids"]), c["val_loss"]))["name"]
+    _check_auto_choice(selection)
     noise = summary["label_noise_detection"]
     assert noise["flipped"] == 24 and noise["dropped"] == len(dropped_rows) and 0 <= noise["roc_auc"] <= 1
     validation = summary["validation"]  # influence, selection and report parts: disjoint, all of val
@@ -55,6 +51,30 @@ def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_
     assert "chose nothing" in validation["design"] and summary["auto_judge"] == "head"
     run = json.loads((out / "run.json").read_text())
     assert run["influence"]["selection"]["drop_ids"] == selection["drop_ids"]
+
+
+def _check_auto_choice(selection):
+    """auto's choice agrees with its candidates: a drop set only on a win over none beyond 2 standard errors,
+    and never fewer drops than the lowest-loss such set (the largest set it does not clearly beat is kept)."""
+    candidates = selection["candidates"]
+    assert candidates[0]["name"] == "none" and candidates[0]["win_z"] == 0
+    chosen = next(c for c in candidates if c["name"] == selection["chosen"])
+    supported = [c for c in candidates[1:] if c["win_z"] > 2]
+    assert chosen is candidates[0] if not supported else chosen in supported
+    if supported:
+        assert len(chosen["drop_ids"]) >= len(min(supported, key=lambda c: c["val_loss"])["drop_ids"])
+
+
+@pytest.mark.slow
+def test_auto_judged_by_full_refits_measures_per_example_losses(tmp_path):
+    out = tmp_path / "run"
+    result = _invoke("train", "--source", "mnist-5k", "--target", "digits", "--method", "instance",
+                     "--label-noise", "0.3", "--noise-kind", "pair", "--auto-judge", "full", "--output", out, *TINY)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "influence.json").read_text())
+    assert summary["auto_judge"] == "full"
+    _check_auto_choice(summary["selection"])
+    assert len(summary["selection"]["candidates"]) >= 2
 
 
 @pytest.mark.slow

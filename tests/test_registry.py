@@ -76,7 +76,7 @@ INSTANCE = {"policy": "POLICY", "scope": "SCOPE", "solver": "SOLVER", "damping":
             "damping_retries": "DAMPING_RETRIES", "cg_max_iterations": "CG_MAX_ITERATIONS",
             "lissa_scale": "LISSA_SCALE", "lissa_depth": "LISSA_DEPTH", "max_drop_fraction": "MAX_DROP_FRACTION",
             "min_class_keep_fraction": "MIN_CLASS_KEEP_FRACTION", "start": "INSTANCE_START", "judge": "AUTO_JUDGE",
-            "auto_margin": "AUTO_MARGIN"}
+            "auto_margin": "AUTO_MARGIN", "auto_min_z": "AUTO_MIN_Z"}
 
 
 @pytest.mark.parametrize("cls", [TransferConfig, Preset, TrainConfig, InstanceOptions, SolverOptions],
@@ -154,7 +154,8 @@ def _commands_for_every_preset():
     non_default = InstanceOptions(policy="fraction:0.1", scope="top:2", solver="lissa", damping=0.5,
                                   damping_retries=1, cg_max_iterations=50, lissa_scale=20.0, lissa_depth=10,
                                   lissa_batch_size=8, max_drop_fraction=0.3, min_class_keep_fraction=0.7,
-                                  start="warmup", refit_epochs=2, judge="full", auto_margin=0.1)
+                                  start="warmup", refit_epochs=2, judge="full", auto_margin=0.1,
+                                  auto_min_z=1.5)
     for preset in PRESETS.values():
         yield from experiment_configs(preset, seeds=2)
     yield from experiment_configs(PRESETS["digits"], seeds=1,

@@ -379,3 +379,87 @@ def test_auto_margin_prefers_fewer_drops_when_the_loss_gap_is_tiny():
     assert any("within the margin" in note for note in tolerant.notes)
     with_none = select(delta, policy="auto", measure=measure, max_drop_fraction=0.5, auto_margin=0.04)
     assert with_none.chosen == "none"
+
+
+# --- auto's noise test: a drop set must beat keeping everything by more than min_z standard errors ---------
+
+
+def per_example(table):
+    """A refit stand-in giving per-example validation losses looked up by the number of drops."""
+    return lambda keep: np.asarray(table[int((~keep).sum())], dtype=float)
+
+
+# 4 validation examples; with 100 harmful-ranked instances the candidates drop 0, 5, 10, 20 and 50 (sign, capped)
+NOISY_TABLE = {0: [1.0, 1.0, 1.0, 1.0],
+               5: [0.9, 1.1, 0.9, 1.1],    # win 0: z 0
+               10: [0.2, 1.0, 1.0, 1.0],   # win 0.2, differences (0.8, 0, 0, 0): z = 0.2 / (0.4 / 2) = 1.0
+               20: [0.5, 0.6, 0.5, 0.6],   # win 0.45, differences (0.5, 0.4, 0.5, 0.4): z = 0.45 / (0.0577 / 2) = 15.6
+               50: [0.0, 0.0, 1.8, 0.0]}   # lowest mean (0.45) but differences (1, 1, -0.8, 1): z = 0.55 / 0.45
+
+
+def test_auto_min_z_refuses_wins_within_the_noise():
+    delta = -np.linspace(2.0, 1.0, 100)
+    plain = select(delta, policy="auto", measure=per_example(NOISY_TABLE), max_drop_fraction=0.5)
+    assert plain.chosen == "sign"  # lowest mean loss, 0.45
+    assert all(c.win_z is None for c in plain.candidates)
+    tested = select(delta, policy="auto", measure=per_example(NOISY_TABLE), max_drop_fraction=0.5, auto_min_z=2.0)
+    assert tested.chosen == "fraction:0.2"
+    assert len(tested.drop_ids) == 20
+    z = {c.name: c.win_z for c in tested.candidates}
+    assert z["none"] == 0.0 and z["fraction:0.05"] == pytest.approx(0.0, abs=1e-9)
+    assert z["fraction:0.1"] == pytest.approx(1.0)
+    assert z["sign"] == pytest.approx(0.55 / 0.45)
+    assert z["fraction:0.2"] == pytest.approx(0.45 / (np.std([0.5, 0.4, 0.5, 0.4], ddof=1) / 2))
+    assert tested.candidates[1].val_loss == pytest.approx(0.45)  # still measured and reported
+    assert any(note.startswith("auto refused sign: its val_loss 0.45 beats keeping everything by only 1.22 "
+                               "standard errors (needs more than 2)") for note in tested.notes)
+    assert any(note.startswith("auto refused fraction:0.1") for note in tested.notes)
+
+
+def test_auto_min_z_keeps_everything_when_no_win_is_clear():
+    delta = -np.linspace(2.0, 1.0, 100)
+    table = {**NOISY_TABLE, 20: [0.1, 1.0, 1.0, 1.0]}  # z 1.0, below 2 like the others
+    result = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=2.0)
+    assert result.chosen == "none"
+    assert result.drop_ids == []
+    assert any("kept every instance" in note for note in result.notes)
+    lenient = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=0.5)
+    assert lenient.chosen == "sign"  # z 1.0 > 0.5 everywhere: back to the lowest mean loss
+
+
+def test_auto_min_z_win_without_spread():
+    delta = -np.linspace(2.0, 1.0, 100)
+    table = {0: [1.0, 1.0], 5: [0.9, 0.9], 10: [0.9, 0.9], 20: [0.9, 0.9], 50: [0.9, 0.9]}
+    result = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=3.0)
+    assert result.candidates[1].win_z == math.inf  # every drop set wins 0.1 on both examples
+    assert result.chosen == "sign"  # all equally good: the most drops
+
+
+def test_auto_min_z_keeps_the_most_drops_among_sets_the_best_does_not_clearly_beat():
+    delta = -np.linspace(2.0, 1.0, 100)
+    table = {0: [1.0, 1.0, 1.0, 1.0],
+             5: [0.6, 0.7, 0.6, 0.7],     # beats none; fraction:0.1 beats it by 0.1 everywhere: z infinite
+             10: [0.5, 0.6, 0.5, 0.6],    # the lowest, 0.55
+             20: [0.4, 0.8, 0.5, 0.6],    # 0.575; fraction:0.1's win over it, (-0.1, 0.2, 0, 0), is z 0.40
+             50: [0.9, 0.95, 0.9, 0.95]}  # beats none (z 5.2) but fraction:0.1 beats it clearly
+    result = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=2.0)
+    assert result.chosen == "fraction:0.2"
+    assert len(result.drop_ids) == 20
+    assert ("auto chose fraction:0.2 (20 drops): its val_loss 0.575 is within 2 standard errors of the lowest 0.55"
+            in result.notes)
+    margin_rule = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_margin=0.05)
+    assert margin_rule.chosen == "fraction:0.1"  # min_z 0: the fewest drops within 5% of the lowest
+
+
+@pytest.mark.parametrize("measure, message", [
+    (lambda keep: 1.0, "per-example validation losses"),
+    (lambda keep: np.ones(3 if keep.all() else 4), "per-example validation losses"),
+])
+def test_auto_min_z_needs_per_example_losses(measure, message):
+    with pytest.raises(UserError, match=message):
+        select(-np.linspace(2.0, 1.0, 100), policy="auto", measure=measure, auto_min_z=2.0)
+
+
+def test_auto_min_z_must_not_be_negative():
+    with pytest.raises(UserError, match="auto_min_z must be >= 0"):
+        select(-np.ones(10), policy="auto", measure=lambda keep: 1.0, auto_min_z=-1.0)

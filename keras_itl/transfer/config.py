@@ -39,6 +39,7 @@ class InstanceOptions:
     lissa_batch_size: int | None = None
     judge: str = registry.AUTO_JUDGE  # how auto measures a candidate: head-only refit, or full refit
     auto_margin: float = registry.AUTO_MARGIN  # auto keeps the fewest drops within this margin of the lowest
+    auto_min_z: float = registry.AUTO_MIN_Z  # auto drops only on a win beyond this many standard errors
 
     def __post_init__(self) -> None:
         parse_policy(self.policy)
@@ -47,6 +48,8 @@ class InstanceOptions:
             raise UserError(f"unknown auto judge {self.judge!r}; choose one of: {', '.join(JUDGES)}")
         if not 0 <= self.auto_margin < 1:
             raise UserError(f"auto margin must be in [0, 1), got {self.auto_margin}")
+        if not self.auto_min_z >= 0:
+            raise UserError(f"auto min z must be >= 0, got {self.auto_min_z}")
         if self.start not in INSTANCE_STARTS:
             raise UserError(f"unknown instance start {self.start!r}; choose one of: {', '.join(INSTANCE_STARTS)}")
         if self.refit_epochs is not None and self.refit_epochs <= 0:

@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from keras_itl import registry
 from keras_itl.datasets import TargetDataset
-from keras_itl.evaluation import evaluate_model
+from keras_itl.evaluation import predict_probabilities
+from keras_itl.head_refit import cross_entropy
 from keras_itl.influence import WorkerShard
 from keras_itl.influence.report import describe_selection
 from keras_itl.instance_selection import RankedInstances, rank_instances, selection_report, write_selection_files
@@ -72,7 +73,8 @@ class InstanceMethod:
         selection = select_drops(self.train.ids, self.train.labels, ranked.ranking.order_scores, policy=self.policy,
                                  class_names=self.data.info.class_names, max_drop_fraction=options.max_drop_fraction,
                                  min_class_keep_fraction=options.min_class_keep_fraction,
-                                 auto_margin=options.auto_margin, measure=lambda keep: self._measure(ranked, keep),
+                                 auto_margin=options.auto_margin, auto_min_z=options.auto_min_z,
+                                 measure=lambda keep: self._measure(ranked, keep),
                                  eligible=ranked.ranking.eligible)
         if self.verbose:
             print(describe_selection(selection, len(self.train)), flush=True)
@@ -96,25 +98,27 @@ class InstanceMethod:
                  if is_chief(self.strategy) else {})
         return report, files
 
-    def _fit_without_dropped(self, keep: np.ndarray, budget: TransferConfig, name: str) -> float:
-        """Fine-tune the blank copy from the start weights on the kept instances; its selection-part loss."""
+    def _fit_without_dropped(self, keep: np.ndarray, budget: TransferConfig, name: str) -> np.ndarray:
+        """Fine-tune the blank copy from the start weights on the kept instances; its selection-part losses."""
         self.blank.set_weights(self.start_weights)
         history = fit_target(self.blank, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
                              strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
                              verbose=self.verbose)
         self.refits[keep.tobytes()] = (self.blank.get_weights(), history)
-        return evaluate_model(self.blank, self.parts["selection"]).loss
+        selection = self.parts["selection"]
+        return cross_entropy(predict_probabilities(self.blank, selection), selection.labels)
 
-    def _measure(self, ranked: RankedInstances, keep: np.ndarray) -> float:
-        """How ``auto`` judges a candidate keep mask: head-only refit on cached features, or a full refit."""
+    def _measure(self, ranked: RankedInstances, keep: np.ndarray) -> np.ndarray:
+        """How ``auto`` judges a candidate keep mask: per-example selection-part losses after a head-only
+        refit on cached features, or after a full refit."""
         if self.options.judge == "head":
-            loss = ranked.head_loss(keep)
+            losses = ranked.head_losses(keep)
         else:
-            loss = self._fit_without_dropped(keep, self.refit_config, f"candidate-{len(self.refits) + 1}")
+            losses = self._fit_without_dropped(keep, self.refit_config, f"candidate-{len(self.refits) + 1}")
         if self.verbose:
             print(f"selection: {self.options.judge} refit without {int((~keep).sum())} instances - "
-                  f"selection-part val_loss {loss:.4f}", flush=True)
-        return loss
+                  f"selection-part val_loss {losses.mean():.4f}", flush=True)
+        return losses
 
 
 def run_instance_method(model: keras.Model, data: TargetDataset, config: TransferConfig, *,
