@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from keras_itl.cli.main import main
+from keras_itl.errors import UserError
 from keras_itl.experiment import run_experiment
-from keras_itl.presets import PRESETS, get_preset
+from keras_itl.presets import OVERRIDES_ENV, PRESETS, get_preset, with_overrides
 from keras_itl.selection import parse_policy
 from tests.experiment_checks import check_experiment
 from tests.serving_helpers import Server, post
@@ -100,3 +101,21 @@ def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tmp_pat
     finally:
         server.stop()
     assert status == 200 and len(body["predictions"][0]["probabilities"]) == 10
+
+
+def test_preset_overrides_from_the_environment_shrink_the_budget_and_say_so(tmp_path, monkeypatch):
+    shrunk = with_overrides(PRESETS["digits"], "epochs=2, max_train_examples=60,label_noise=0.1,imbalance=none")
+    assert (shrunk.epochs, shrunk.max_train_examples, shrunk.label_noise, shrunk.imbalance) == (2, 60, 0.1, None)
+    assert shrunk.image_size == PRESETS["digits"].image_size  # what is not named keeps the preset's value
+    with pytest.raises(UserError, match="'archs=vgg16' is not NAME=VALUE"):
+        with_overrides(PRESETS["digits"], "archs=vgg16")
+
+    monkeypatch.setenv(OVERRIDES_ENV, "epochs=3,image_size=12")
+    result = CliRunner().invoke(main, ["experiment", "--dry-run", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"{OVERRIDES_ENV}=epochs=3,image_size=12: the preset's budget is overridden" in result.output
+    commands = [line for line in result.output.splitlines() if line.startswith("keras-itl train")]
+    assert commands and all("--epochs 3" in c and "--image-size 12" in c for c in commands)
+    monkeypatch.setenv(OVERRIDES_ENV, "epochs")
+    result = CliRunner().invoke(main, ["experiment", "--dry-run", "--output", str(tmp_path)])
+    assert result.exit_code != 0 and "is not NAME=VALUE" in result.output and "Traceback" not in result.output
