@@ -4,6 +4,8 @@ Logical devices must be configured before TensorFlow runs its first op, hence at
 """
 import os
 import socket
+from dataclasses import replace
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,7 +19,13 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+from keras_itl.experiment import run_experiment  # noqa: E402
+from keras_itl.presets import get_preset  # noqa: E402
 from tests.helpers import HEAVY_ARCHS  # noqa: E402
+
+# Session fixtures that run an experiment: the tests sharing one are dealt to the same worker, so
+# it runs once per test run rather than once per worker.
+SHARED_EXPERIMENTS = ("tiny_noisy_experiment",)
 
 
 def _expected_cost(item: pytest.Item) -> int:
@@ -37,13 +45,42 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    items[:] = [item for block in range(workers) for item in items[block::workers]]
+    blocks: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    homes: dict[str, int] = {}  # shared experiment -> the block of its first test
+    turn = 0
+    for item in items:
+        shared = next((name for name in SHARED_EXPERIMENTS if name in item.fixturenames), None)
+        if shared in homes:
+            blocks[homes[shared]].append(item)
+            continue
+        block = turn % workers
+        turn += 1
+        if shared:
+            homes[shared] = block
+        blocks[block].append(item)
+    items[:] = [item for block in blocks for item in block]
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Keep pretrained-source caches out of the user's home directory."""
-    monkeypatch.setenv("KERAS_ITL_CACHE", str(tmp_path_factory.getbasetemp() / "keras-itl-cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep pretrained-source caches out of the user's home directory (session-wide: before any
+    session fixture pretrains a source)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_ITL_CACHE", str(tmp_path_factory.getbasetemp() / "keras-itl-cache"))
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_noisy_experiment(tmp_path_factory) -> SimpleNamespace:
+    """The digits-noisy preset at a tiny budget (60 training images of 12x12, two epochs), every row,
+    best model exported: run once per test run. tests/test_experiment.py checks it and serves its
+    export; tests/test_determinism.py reruns part of it and compares the numbers."""
+    preset = replace(get_preset("digits-noisy"), max_train_examples=60, image_size=12, epochs=2, head_epochs=1,
+                     source_epochs=1)
+    root = tmp_path_factory.mktemp("tiny-digits-noisy")
+    result = run_experiment(preset, root / "out", export_base=root / "saved", verbose=False)
+    keras.backend.clear_session()
+    return SimpleNamespace(preset=preset, result=result, out=root / "out", saved=root / "saved")
 
 
 @pytest.fixture(autouse=True)
