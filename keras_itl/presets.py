@@ -34,6 +34,7 @@ class Preset(registry.TrainingBudget, registry.TargetOptions):
     image_size: int
     paper: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     instance_policies: tuple[str, ...] = INFLUENCE_ONLY  # one instance row per selection policy
+    methods: tuple[str, ...] = METHOD_ORDER  # the methods to run, in this order (the tests run fewer)
 
     def paper_error(self, arch: str, method: str) -> float | None:
         """The paper's test error rate (%) for this arch and method (a row label), if the paper reports one.

@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 
 from keras_itl.experiment import run_experiment  # noqa: E402
 from keras_itl.presets import get_preset  # noqa: E402
+from keras_itl.training import make_strategy  # noqa: E402
 from tests.helpers import HEAVY_ARCHS  # noqa: E402
 
 # Session fixtures that run an experiment: the tests sharing one are dealt to the same worker, so
@@ -78,7 +79,9 @@ def tiny_noisy_experiment(tmp_path_factory) -> SimpleNamespace:
     preset = replace(get_preset("digits-noisy"), max_train_examples=60, image_size=12, epochs=2, head_epochs=1,
                      source_epochs=1)
     root = tmp_path_factory.mktemp("tiny-digits-noisy")
-    result = run_experiment(preset, root / "out", export_base=root / "saved", verbose=False)
+    # one replica, as a user's CPU run (two replicas: tests/test_training.py and the CLI tests); a third faster
+    result = run_experiment(preset, root / "out", export_base=root / "saved", strategy=make_strategy(["/cpu:0"]),
+                            verbose=False)
     keras.backend.clear_session()
     return SimpleNamespace(preset=preset, result=result, out=root / "out", saved=root / "saved")
 

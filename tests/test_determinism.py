@@ -9,6 +9,7 @@ from tensorflow.python.framework import config as tf_config
 
 from keras_itl.determinism import make_deterministic
 from keras_itl.experiment import run_experiment
+from keras_itl.training import make_strategy
 
 TIMING_KEYS = ("seconds", "seconds_mean", "stage_seconds", "run_dir")
 
@@ -31,7 +32,7 @@ def test_two_runs_of_a_small_experiment_give_identical_numbers(tiny_noisy_experi
     """The first run is the shared tiny digits-noisy experiment (every row); the second reruns four of
     its rows - scratch, model, influence and cleanlab - in the same process, after other runs."""
     rerun = replace(tiny_noisy_experiment.preset, instance_policies=("auto", "cleanlab"))
-    run_experiment(rerun, tmp_path / "second", export_base=None, verbose=False)
+    run_experiment(rerun, tmp_path / "second", export_base=None, strategy=make_strategy(["/cpu:0"]), verbose=False)
     methods = ["scratch", "model", "instance[influence]", "instance[cleanlab]"]
     first = _numbers(tiny_noisy_experiment.out / "results.json", methods)
     second = _numbers(tmp_path / "second" / "results.json", methods)

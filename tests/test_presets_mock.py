@@ -5,10 +5,12 @@ download), its source (ImageNet architecture with random weights, or a source da
 here), its imbalance or label noise, the three methods, the results table and the export. Only the
 budget shrinks: one epoch, no separate head phase, damping 1, a single replica, one instance row
 (influence) per preset - every baseline row runs end to end in the digits experiments named below -
-and, for ResNet50 and DenseNet121, fine-tuning of the backbone's top layers only.
+and, for ResNet50 and DenseNet121, the instance row alone, fine-tuning the backbone's top layers
+only: the scratch and model rows run the same code for every architecture (they run with VGG16 and
+the small CNN here), while tracing a heavy backbone's training graphs takes minutes per row.
 
 Two presets run end to end in other tests, held to the same checks (tests/experiment_checks.py):
-``digits`` is the README's main job (tests/test_readme_main_job.py, all six rows at the real
+``digits`` is the README's main job (tests/test_readme_main_job.py, all six rows at a small
 budget) and ``digits-noisy`` the tiny experiment of tests/test_experiment.py (all six rows, then
 served); running them here again would only repeat them.
 
@@ -34,7 +36,7 @@ from tests.helpers import HEAVY_ARCHS
 
 MOCK_EXAMPLES = 60  # per TFDS split
 STAND_IN_ARCH = "vgg16"  # the Keras Application that traces fastest
-HEAVY_FINE_TUNE_LAYERS = 10  # scratch still trains (and traces) all of a heavy backbone
+HEAVY_FINE_TUNE_LAYERS = 10  # the top of a heavy backbone; backward graphs through all of it take minutes
 RUN_ELSEWHERE = {"digits": "test_readme_main_job.py", "digits-noisy": "test_experiment.py"}
 
 
@@ -60,7 +62,8 @@ def _tiny(name: str, arch: str):
     overrides = {"instance": InstanceOptions(damping=1.0)}  # the policy is the row's (influence)
     if preset.source == IMAGENET:
         overrides["weights"] = RANDOM_WEIGHTS
-    if arch in HEAVY_ARCHS:  # fine-tune the top of the backbone: backward graphs through all of it take minutes
+    if arch in HEAVY_ARCHS:  # the instance row, fine-tuning the top of the backbone
+        tiny = replace(tiny, methods=("instance",))
         overrides["fine_tune_layers"] = HEAVY_FINE_TUNE_LAYERS
     return tiny, overrides
 
