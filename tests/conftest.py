@@ -11,10 +11,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from keras_itl.determinism import THREADS_ENV  # noqa: E402
+
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+# The thread pools every keras-itl run fixes (keras_itl.determinism): one intra-op and one inter-op
+# thread. Set here, before the first op, so every test runs with them - and two test processes on a
+# 2-core machine do not each start a pool per core.
+tf.config.threading.set_intra_op_parallelism_threads(int(os.environ.get(THREADS_ENV, "1")))
+tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
