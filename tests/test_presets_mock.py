@@ -60,7 +60,8 @@ def _tiny(name: str, arch: str):
     tiny = replace(preset, archs=(arch,), epochs=1, head_epochs=0, source_epochs=1, batch_size=8,
                    instance_policies=INFLUENCE_ONLY)
     if preset.max_train_examples is not None:  # the offline digits presets: real data, fewer of it
-        tiny = replace(tiny, max_train_examples=80, image_size=12, batch_size=32)  # the tiny experiment's source
+        # batch 32 as the tiny digits experiment: the source it pretrains is then reused from the cache
+        tiny = replace(tiny, max_train_examples=80, image_size=12, batch_size=32)
     # Damping 1: a randomly initialised backbone after one epoch gives the head an ill-conditioned
     # Hessian, on which cg at 0.01 needs retries (tested in test_influence) and minutes.
     overrides = {"instance": InstanceOptions(damping=1.0)}  # the policy is the row's (influence)
