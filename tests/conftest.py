@@ -5,6 +5,7 @@ Logical devices must be configured before TensorFlow runs its first op, hence at
 import os
 import socket
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,9 +32,9 @@ from keras_itl.presets import get_preset  # noqa: E402
 from keras_itl.training import make_strategy  # noqa: E402
 from tests.helpers import HEAVY_ARCHS  # noqa: E402
 
-# Session fixtures that run an experiment: the tests sharing one are dealt to the same worker, so
-# it runs once per test run rather than once per worker.
-SHARED_EXPERIMENTS = ("tiny_noisy_experiment",)
+# Session fixtures that train: the tests sharing one are dealt to the same worker, so it trains
+# once per test run rather than once per worker.
+SHARED_TRAINING = ("tiny_noisy_experiment", "trained_digits_run")
 
 
 def _expected_cost(item: pytest.Item) -> int:
@@ -54,10 +55,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     blocks: list[list[pytest.Item]] = [[] for _ in range(workers)]
-    homes: dict[str, int] = {}  # shared experiment -> the block of its first test
+    homes: dict[str, int] = {}  # shared training fixture -> the block of its first test
     turn = 0
     for item in items:
-        shared = next((name for name in SHARED_EXPERIMENTS if name in item.fixturenames), None)
+        shared = next((name for name in SHARED_TRAINING if name in item.fixturenames), None)
         if shared in homes:
             blocks[homes[shared]].append(item)
             continue
@@ -100,6 +101,25 @@ def _release_models_after_slow_tests(request):
     yield
     if request.node.get_closest_marker("slow"):
         keras.backend.clear_session()
+
+
+@pytest.fixture(scope="session")
+def trained_digits_run(tmp_path_factory) -> Path:
+    """The trained digits model of the suite: ``keras-itl train`` from scratch on 120 digits at 16x16
+    for four epochs, exported as ``digits``; ``<root>/run`` is the run directory, ``<root>/saved`` the
+    export base. Tests that write next to it (blessings, pushes) take a copy (``shutil.copytree``)."""
+    from click.testing import CliRunner
+
+    from keras_itl.cli.main import main
+
+    root = tmp_path_factory.mktemp("trained-digits")
+    result = CliRunner().invoke(main, ["train", "--target", "digits", "--image-size", "16", "--max-train-examples",
+                                       "120", "--batch-size", "32", "--epochs", "4", "--lr", "0.003", "--output",
+                                       str(root / "run"), "--export", "digits", "--export-base", str(root / "saved"),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    keras.backend.clear_session()
+    return root
 
 
 @pytest.fixture
