@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras_itl.determinism import make_deterministic
 from keras_itl.export import export_model
 from keras_itl.plots import plot_validation_accuracy
-from keras_itl.presets import METHOD_ORDER, Preset
+from keras_itl.presets import Preset
 from keras_itl.registry import INSTANCE_FLAGS, TRAIN_FLAGS, TargetOptions, TrainingBudget
 from keras_itl.selection import parse_policy
 from keras_itl.transfer import (
@@ -38,8 +38,9 @@ from keras_itl.transfer import (
 def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None) -> list[TransferConfig]:
     """One config per (arch, seed, method, policy), in run order; ``overrides`` replaces TransferConfig fields.
 
-    ``instance`` runs once per policy in ``preset.instance_policies``; the other methods once. An
-    ``instance`` override (InstanceOptions) sets every instance setting but the policy, which is the row's.
+    The methods are the preset's (all three unless it names fewer); ``instance`` runs once per policy in
+    ``preset.instance_policies``, the other methods once. An ``instance`` override (InstanceOptions) sets
+    every instance setting but the policy, which is the row's.
     """
     overrides = dict(overrides or {})
     instance = overrides.pop("instance", InstanceOptions())
@@ -48,7 +49,7 @@ def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None
     configs = []
     for arch in preset.archs:
         for seed in range(seeds):
-            for method in METHOD_ORDER:
+            for method in preset.methods:
                 config = TransferConfig(target=preset.target, source=preset.source, arch=arch, method=method,
                                         image_size=preset.image_size, seed=seed, **shared)
                 policies = preset.instance_policies if method == "instance" else (None,)

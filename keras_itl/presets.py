@@ -7,7 +7,7 @@ the paper's. Presets that need ImageNet weights or TFDS downloads run where thos
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from keras_itl import registry
 from keras_itl.errors import UserError
@@ -34,6 +34,7 @@ class Preset(registry.TrainingBudget, registry.TargetOptions):
     image_size: int
     paper: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     instance_policies: tuple[str, ...] = INFLUENCE_ONLY  # one instance row per selection policy
+    methods: tuple[str, ...] = METHOD_ORDER  # the methods to run, in this order (the tests run fewer)
 
     def paper_error(self, arch: str, method: str) -> float | None:
         """The paper's test error rate (%) for this arch and method (a row label), if the paper reports one.
@@ -84,3 +85,33 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+# The test suite runs the README's `keras-itl experiment` command as written, at a budget it can
+# afford, by setting this variable (tests/test_readme_main_job.py); the CLI says when it applies.
+OVERRIDES_ENV = "KERAS_ITL_PRESET_OVERRIDES"
+_OVERRIDABLE = (*(f.name for base in (registry.TrainingBudget, registry.TargetOptions) for f in fields(base)),
+                "image_size")
+
+
+def _parse_value(text: str) -> int | float | str | None:
+    """``none`` -> None, then int, then float, else the text itself (the preset's checks validate it)."""
+    if text.lower() == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def with_overrides(preset: Preset, spec: str) -> Preset:
+    """``preset`` with the budget, target-option or image-size fields of ``spec`` (``name=value,...``) replaced."""
+    changes = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in _OVERRIDABLE:
+            raise UserError(f"{OVERRIDES_ENV}: {item!r} is not NAME=VALUE with NAME one of: {', '.join(_OVERRIDABLE)}")
+        changes[name.strip()] = _parse_value(value.strip())
+    return replace(preset, **changes)

@@ -4,20 +4,37 @@ Logical devices must be configured before TensorFlow runs its first op, hence at
 """
 import os
 import socket
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from keras_itl.determinism import THREADS_ENV  # noqa: E402
+
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+# The thread pools every keras-itl run fixes (keras_itl.determinism): one intra-op and one inter-op
+# thread. Set here, before the first op, so every test runs with them - and two test processes on a
+# 2-core machine do not each start a pool per core.
+tf.config.threading.set_intra_op_parallelism_threads(int(os.environ.get(THREADS_ENV, "1")))
+tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+from keras_itl.experiment import run_experiment  # noqa: E402
+from keras_itl.presets import get_preset  # noqa: E402
+from keras_itl.training import make_strategy  # noqa: E402
 from tests.helpers import HEAVY_ARCHS  # noqa: E402
+
+# Session fixtures that train: the tests sharing one are dealt to the same worker, so it trains
+# once per test run rather than once per worker.
+SHARED_TRAINING = ("tiny_noisy_experiment", "trained_digits_run")
 
 
 def _expected_cost(item: pytest.Item) -> int:
@@ -37,13 +54,44 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    items[:] = [item for block in range(workers) for item in items[block::workers]]
+    blocks: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    homes: dict[str, int] = {}  # shared training fixture -> the block of its first test
+    turn = 0
+    for item in items:
+        shared = next((name for name in SHARED_TRAINING if name in item.fixturenames), None)
+        if shared in homes:
+            blocks[homes[shared]].append(item)
+            continue
+        block = turn % workers
+        turn += 1
+        if shared:
+            homes[shared] = block
+        blocks[block].append(item)
+    items[:] = [item for block in blocks for item in block]
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Keep pretrained-source caches out of the user's home directory."""
-    monkeypatch.setenv("KERAS_ITL_CACHE", str(tmp_path_factory.getbasetemp() / "keras-itl-cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep pretrained-source caches out of the user's home directory (session-wide: before any
+    session fixture pretrains a source)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_ITL_CACHE", str(tmp_path_factory.getbasetemp() / "keras-itl-cache"))
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_noisy_experiment(tmp_path_factory) -> SimpleNamespace:
+    """The digits-noisy preset at a tiny budget (60 training images of 12x12, two epochs), every row,
+    best model exported: run once per test run. tests/test_experiment.py checks it and serves its
+    export; tests/test_determinism.py reruns part of it and compares the numbers."""
+    preset = replace(get_preset("digits-noisy"), max_train_examples=60, image_size=12, epochs=2, head_epochs=1,
+                     source_epochs=1)
+    root = tmp_path_factory.mktemp("tiny-digits-noisy")
+    # one replica, as a user's CPU run (two replicas: tests/test_training.py and the CLI tests); a third faster
+    result = run_experiment(preset, root / "out", export_base=root / "saved", strategy=make_strategy(["/cpu:0"]),
+                            verbose=False)
+    keras.backend.clear_session()
+    return SimpleNamespace(preset=preset, result=result, out=root / "out", saved=root / "saved")
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +101,25 @@ def _release_models_after_slow_tests(request):
     yield
     if request.node.get_closest_marker("slow"):
         keras.backend.clear_session()
+
+
+@pytest.fixture(scope="session")
+def trained_digits_run(tmp_path_factory) -> Path:
+    """The trained digits model of the suite: ``keras-itl train`` from scratch on 120 digits at 16x16
+    for four epochs, exported as ``digits``; ``<root>/run`` is the run directory, ``<root>/saved`` the
+    export base. Tests that write next to it (blessings, pushes) take a copy (``shutil.copytree``)."""
+    from click.testing import CliRunner
+
+    from keras_itl.cli.main import main
+
+    root = tmp_path_factory.mktemp("trained-digits")
+    result = CliRunner().invoke(main, ["train", "--target", "digits", "--image-size", "16", "--max-train-examples",
+                                       "120", "--batch-size", "32", "--epochs", "4", "--lr", "0.003", "--output",
+                                       str(root / "run"), "--export", "digits", "--export-base", str(root / "saved"),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    keras.backend.clear_session()
+    return root
 
 
 @pytest.fixture

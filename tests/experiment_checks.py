@@ -21,8 +21,11 @@ TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn_croppe
 
 
 def row_labels(preset: Preset) -> list[str]:
-    """The table rows of one arch, in run order: scratch, model, then one instance row per policy."""
-    return ["scratch", "model"] + [f"instance[{parse_policy(p).family}]" for p in preset.instance_policies]
+    """The table rows of one arch, in run order: the preset's methods (scratch, model, instance), the
+    instance method one row per policy."""
+    return [label for method in preset.methods
+            for label in ([f"instance[{parse_policy(p).family}]" for p in preset.instance_policies]
+                          if method == "instance" else [method])]
 
 
 def _train_labels(run_dir: Path) -> np.ndarray:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from keras_itl.cli.main import main
-from keras_itl.experiment import run_experiment
-from keras_itl.presets import PRESETS, get_preset
+from keras_itl.errors import UserError
+from keras_itl.presets import OVERRIDES_ENV, PRESETS, with_overrides
 from keras_itl.selection import parse_policy
 from tests.experiment_checks import check_experiment
 from tests.serving_helpers import Server, post
@@ -61,16 +60,15 @@ def test_unknown_preset_lists_the_choices():
 
 
 @pytest.mark.slow
-def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tmp_path):
+def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tiny_noisy_experiment, tmp_path):
     """Also the digits-noisy preset's end-to-end run (tests/test_presets_mock.py leaves it to this test)."""
-    preset = replace(get_preset("digits-noisy"), max_train_examples=60, image_size=12, epochs=2, head_epochs=1,
-                     source_epochs=1)
-    result = run_experiment(preset, tmp_path / "out", export_base=tmp_path / "saved", verbose=False)
-    check_experiment(preset, tmp_path / "out", tmp_path / "saved")
+    preset, result, out, saved_models = (tiny_noisy_experiment.preset, tiny_noisy_experiment.result,
+                                         tiny_noisy_experiment.out, tiny_noisy_experiment.saved)
+    check_experiment(preset, out, saved_models)
     for name in ("results.md", "results.json", "validation_accuracy.png", "harmful_grid.png",
                  "influence_histogram.png"):
-        assert (tmp_path / "out" / name).exists(), name
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert (out / name).exists(), name
+    saved = json.loads((out / "results.json").read_text())
     rows = ["scratch", "model", "instance[influence]", "instance[loss]", "instance[cleanlab]", "instance[random]"]
     assert [row["method"] for row in saved["rows"]] == rows
     for run in saved["runs"]:  # the table is made of what each run measured on the same test split
@@ -83,15 +81,15 @@ def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tmp_pat
         detection = row["noise_detection"]
         assert detection["flipped_mean"] == 12 and 0.0 <= detection["roc_auc_mean"] <= 1.0
     assert 0 < saved["rows"][5]["dropped_mean"] <= 12  # random:0.2 of 60, less where a class floor bit
-    table = (tmp_path / "out" / "results.md").read_text()
+    table = (out / "results.md").read_text()
     assert "precision | recall | ROC AUC |" in table
     assert all(f"| small-cnn | {m} |" in table for m in rows)
     best = min(result.runs, key=lambda r: r.val_loss)
-    assert result.exported == str(tmp_path / "saved" / "digits-noisy" / "1")
-    meta = json.loads((tmp_path / "saved" / "digits-noisy" / "1" / "assets.extra" / "keras_itl.json").read_text())
+    assert result.exported == str(saved_models / "digits-noisy" / "1")
+    meta = json.loads((saved_models / "digits-noisy" / "1" / "assets.extra" / "keras_itl.json").read_text())
     assert meta["method"] == best.method.split("[")[0]
 
-    server = Server(["--model-base-path", str(tmp_path / "saved" / "digits-noisy"), "--model-name", "digits"],
+    server = Server(["--model-base-path", str(saved_models / "digits-noisy"), "--model-name", "digits"],
                     tmp_path / "server.log")
     try:
         server.wait_available("digits")
@@ -100,3 +98,21 @@ def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tmp_pat
     finally:
         server.stop()
     assert status == 200 and len(body["predictions"][0]["probabilities"]) == 10
+
+
+def test_preset_overrides_from_the_environment_shrink_the_budget_and_say_so(tmp_path, monkeypatch):
+    shrunk = with_overrides(PRESETS["digits"], "epochs=2, max_train_examples=60,label_noise=0.1,imbalance=none")
+    assert (shrunk.epochs, shrunk.max_train_examples, shrunk.label_noise, shrunk.imbalance) == (2, 60, 0.1, None)
+    assert shrunk.image_size == PRESETS["digits"].image_size  # what is not named keeps the preset's value
+    with pytest.raises(UserError, match="'archs=vgg16' is not NAME=VALUE"):
+        with_overrides(PRESETS["digits"], "archs=vgg16")
+
+    monkeypatch.setenv(OVERRIDES_ENV, "epochs=3,image_size=12")
+    result = CliRunner().invoke(main, ["experiment", "--dry-run", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"{OVERRIDES_ENV}=epochs=3,image_size=12: the preset's budget is overridden" in result.output
+    commands = [line for line in result.output.splitlines() if line.startswith("keras-itl train")]
+    assert commands and all("--epochs 3" in c and "--image-size 12" in c for c in commands)
+    monkeypatch.setenv(OVERRIDES_ENV, "epochs")
+    result = CliRunner().invoke(main, ["experiment", "--dry-run", "--output", str(tmp_path)])
+    assert result.exit_code != 0 and "is not NAME=VALUE" in result.output and "Traceback" not in result.output

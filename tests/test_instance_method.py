@@ -94,12 +94,9 @@ def test_baseline_policies_run_end_to_end_and_report_their_selection(policy, tmp
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scratch-run")
-    result = _invoke("train", "--target", "digits", "--output", out, "--lr", "0.003", *TINY[:-7], "--epochs", "4",
-                     "--quiet")
-    assert result.exit_code == 0, result.output
-    return out
+def trained_run(trained_digits_run):
+    """The suite's trained digits run (120 training images): influence only reads it."""
+    return trained_digits_run / "run"
 
 
 def test_influence_command_reports_and_checks_against_leave_one_out(trained_run, tmp_path):

@@ -2,6 +2,7 @@
 REST (float and b64), gRPC and in-process, and bless/push publishing a version that hot-reloads."""
 from __future__ import annotations
 
+import shutil
 import threading
 
 import keras
@@ -15,7 +16,7 @@ from keras_itl.datasets import load_dataset, make_batches
 from keras_itl.serving.client import GrpcClient, RestClient
 from tests.serving_helpers import Server, get_json, post
 
-SIZE = 12
+SIZE = 16  # the suite's trained digits run (tests/conftest.py)
 
 
 def _invoke(*args):
@@ -23,12 +24,10 @@ def _invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exported")
-    result = _invoke("train", "--target", "digits", "--image-size", SIZE, "--max-train-examples", 100, "--epochs", 3,
-                     "--lr", "0.003", "--output", root / "run", "--export", "digits", "--export-base", root / "saved",
-                     "--quiet")
-    assert result.exit_code == 0, result.output
+def exported(trained_digits_run, tmp_path_factory):
+    """A copy of the suite's trained digits run and its export (SIZE x SIZE): these tests bless and push into it."""
+    root = tmp_path_factory.mktemp("exported") / "digits"
+    shutil.copytree(trained_digits_run, root)
     return root
 
 
