@@ -135,13 +135,19 @@ def _stalled(history: list[float], tolerance: float, remaining: int) -> str | No
     return None
 
 
+def _ratio(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
+    """numerator / denominator divided in float64, then rounded to the vectors' float32: the scalars cg computed
+    in Python before these functions, so its iterates are unchanged bit for bit."""
+    return tf.cast(tf.cast(numerator, tf.float64) / tf.cast(denominator, tf.float64), numerator.dtype)
+
+
 # One cg iteration's vector arithmetic, each half in one graph: over millions of parameters, eager dispatch of the
 # same dozen operations cost ~15 ms more per iteration (ResNet50's last block: ~40 against ~27 ms).
 @tf.function(reduce_retracing=True)
 def _cg_step(solution, residual, direction, product, residual_dot):
     """(solution, residual) moved along ``direction``, with the curvature d.Hd and the new residual's norm."""
     curvature = tf.reduce_sum(direction * product)
-    step = residual_dot / curvature
+    step = _ratio(residual_dot, curvature)
     residual = residual - step * product
     return solution + step * direction, residual, curvature, tf.norm(residual)
 
@@ -150,7 +156,7 @@ def _cg_step(solution, residual, direction, product, residual_dot):
 def _cg_direction(preconditioned, residual, direction, residual_dot):
     """(next search direction, new residual . preconditioned residual)."""
     new_residual_dot = tf.reduce_sum(residual * preconditioned)
-    return preconditioned + (new_residual_dot / residual_dot) * direction, new_residual_dot
+    return preconditioned + _ratio(new_residual_dot, residual_dot) * direction, new_residual_dot
 
 
 def solve_cg(damped_product: HessianProduct, target: tf.Tensor, tolerance: float, max_iterations: int,
