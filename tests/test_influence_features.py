@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
 from keras_itl.backbones import build_model
@@ -22,6 +23,7 @@ from keras_itl.influence import (
     frozen_features,
     prepare_features,
 )
+from keras_itl.influence.cut import PointwiseConv
 from keras_itl.influence.loo import check_leave_one_out
 from keras_itl.influence.store import SOLUTION_FILE
 from tests.helpers import bright_quadrant_split
@@ -122,6 +124,46 @@ def test_dag_cuts_only_at_block_boundaries_and_gives_the_uncached_numbers(tiny_r
     head = compute_influence(tiny_resnet, train, val, _config("head"), verbose=False)
     assert head.frozen["after_layer"] == "pool" and head.frozen["at_scope_boundary"]
     _assert_same(head, _uncached(tiny_resnet, train, val, _config("head")))
+
+
+def _pointwise_block_model() -> keras.Model:
+    """A stem pooled to 1x1 spatial, then a bottleneck block (1x1, 3x3 with a 2x2 stride, 1x1 convolutions, batch
+    norm, shortcut) and a softmax head: ResNet50's last block at 32 px in miniature."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((SIZE, SIZE, 1))
+    stem = layers.Conv2D(6, 3, padding="same", activation="relu", name="stem")(layers.Rescaling(1 / 255)(inputs))
+    x = layers.AveragePooling2D(SIZE, name="to_1x1")(stem)
+    y = layers.Conv2D(5, 1, name="reduce")(x)
+    y = layers.Activation("relu")(layers.BatchNormalization(name="reduce_bn")(y))
+    y = layers.Conv2D(5, 3, strides=2, padding="same", activation="relu", name="spatial")(y)
+    y = layers.Conv2D(6, 1, use_bias=False, name="expand")(y)
+    x = layers.Activation("relu", name="block_out")(layers.Add()([x, y]))
+    return keras.Model(inputs, layers.Dense(4, activation="softmax", name="head")(layers.Flatten()(x)))
+
+
+def test_convolutions_at_1x1_spatial_run_as_matrix_products_with_the_same_numbers(data):
+    """Cut above the stem, the block's convolutions see 1x1 inputs and run as matrix products (PointwiseConv):
+    Gauss-Newton products and influence equal the whole model's, and the 3x3 kernel's off-centre taps get zero."""
+    train, val = data
+    model = _pointwise_block_model()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(train.images.astype("float32"), train.labels, epochs=3, batch_size=32, verbose=0)
+    features = frozen_features(model, "top:4", {"train": train})
+    assert features.cut.after_layer == "to_1x1"
+    assert {layer.name for layer in features.trainable.layers if isinstance(layer, PointwiseConv)} == {
+        "reduce_pointwise", "spatial_pointwise", "expand_pointwise"}
+    whole = frozen_features(model, "top:4", {"train": train}, freeze=False)
+    vector = tf.constant(np.random.default_rng(0).standard_normal(features.scope.num_parameters), tf.float32)
+    products = [part.derivatives(32).hvp(part.splits["train"], vector, curvature="gauss-newton").numpy()
+                for part in (features, whole)]
+    assert np.abs(products[0] - products[1]).max() <= 1e-5 * np.abs(products[1]).max()
+    spatial = features.scope.unflatten(tf.constant(products[0]))[[v.path for v in features.scope.variables].index(
+        "spatial/kernel")].numpy()
+    assert np.abs(spatial[1, 1]).max() > 0 and np.abs(spatial).sum() == np.abs(spatial[1, 1]).sum()
+    config = _config("top:4", damping_retries=3)
+    result = compute_influence(model, train, val, config, verbose=False)
+    _assert_same(result, _uncached(model, train, val, _config("top:4", damping=result.solver.damping)))
 
 
 def test_frozen_and_trainable_parts_compose_to_the_model(tiny_resnet, data):

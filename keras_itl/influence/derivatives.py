@@ -156,10 +156,11 @@ class LossDerivatives:
         """Mean-loss curvature over the examples times ``vector``: the exact Hessian's (Pearlmutter's trick,
         reverse over reverse) or the Gauss-Newton matrix's (``curvature="gauss-newton"``)."""
         batch_product = self._product_fns[_checked(curvature)]
-        product = tf.zeros_like(vector)
+        product = None  # a sum started from the first batch: one pass less over a vector of every parameter
         for inputs, labels in shard.take(examples).batches(self.batch_size):
-            product += batch_product(inputs, labels, vector)
-        return shard.sum(product) / len(examples)
+            part = batch_product(inputs, labels, vector)
+            product = part if product is None else product + part
+        return shard.sum(tf.zeros_like(vector) if product is None else product) / len(examples)
 
     def hessian(self, examples: Examples, shard: WorkerShard = UNSHARDED, curvature: str = "exact") -> np.ndarray:
         """The dense mean-loss curvature matrix (exact Hessian or Gauss-Newton), float64, for small scopes only."""
