@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from keras_itl.backbones import BACKBONE_NAME, build_model
 from keras_itl.cli.main import main
 from keras_itl.datasets import load_dataset
-from keras_itl.pretrained import cache_dir
+from keras_itl.pretrained import cache_dir, pretrain_on_dataset
+from keras_itl.run_record import RunRecord
+from keras_itl.training import make_strategy
 from keras_itl.transfer import TransferConfig, freeze_for_fine_tuning, run_transfer
 
 SMALL = ["--arch", "small-cnn", "--image-size", "16", "--max-train-examples", "200", "--batch-size", "32",
@@ -23,36 +25,43 @@ def _invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def test_scratch_run_writes_model_metrics_and_plots(tmp_path):
-    config = TransferConfig(target="digits", method="scratch", image_size=16, epochs=8, learning_rate=3e-3,
-                            max_train_examples=200)
-    result = run_transfer(config, tmp_path, verbose=False)
+def test_scratch_run_writes_model_metrics_and_plots(trained_digits_run):
+    """The suite's trained digits run (`keras-itl train`: run_transfer from scratch): its files and test metrics."""
+    run = trained_digits_run / "run"
     for name in ("model.keras", "run.json", "metrics-test.json", "confusion-test.png", "training_curves.png",
                  "history-scratch.json"):
-        assert (tmp_path / name).exists(), name
-    saved = json.loads((tmp_path / "metrics-test.json").read_text())
-    assert saved["accuracy"] == pytest.approx(result.test.accuracy)
-    assert result.test.error_rate < 0.5  # 10 classes: chance is 0.9
-    assert "test error rate" in result.summary()
+        assert (run / name).exists(), name
+    record = RunRecord.read(run)
+    assert record.config["method"] == "scratch"
+    saved = json.loads((run / "metrics-test.json").read_text())
+    assert saved["accuracy"] == pytest.approx(record.test["accuracy"])
+    assert record.test["error_rate"] < 0.5  # 10 classes: chance is 0.9
 
 
 @pytest.mark.slow
 def test_model_based_transfer_starts_from_the_cached_source_backbone(tmp_path):
-    common = dict(target="digits", source="mnist-5k", method="model", image_size=16, epochs=1, head_epochs=1,
-                  source_epochs=1, max_train_examples=200)
-    first = run_transfer(TransferConfig(**common), tmp_path / "a", verbose=False)
+    # With the backbone frozen in the head phase and no fine-tuning budget for it, the transferred
+    # backbone must be exactly the source's.
+    config = TransferConfig(target="digits", source="mnist-5k", method="model", image_size=16, epochs=1,
+                            head_epochs=1, source_epochs=1, max_train_examples=200, fine_tune_layers=1,
+                            fine_tune_lr_factor=1e-12)
+    # Pretrained first, as the transfer would (a transfer that pretrains itself is every experiment's model row):
+    # the transfer must find it in the cache rather than train another.
+    pretrained = pretrain_on_dataset("mnist-5k", "small-cnn", image_size=16, channels=1,
+                                     config=config.train_config(epochs=config.source_epochs), strategy=make_strategy(),
+                                     verbose=False)
     cached = list(cache_dir().glob("small-cnn-mnist-5k-16px-seed0-*.keras"))
-    assert len(cached) == 1
-    source_backbone = keras.saving.load_model(cached[0]).get_layer(BACKBONE_NAME).get_weights()
-    # With the backbone frozen in the head phase and no fine-tuning budget for it, the
-    # transferred backbone must be exactly the source's.
-    frozen = TransferConfig(**{**common, "fine_tune_layers": 1, "fine_tune_lr_factor": 1e-12})
-    second = run_transfer(frozen, tmp_path / "b", verbose=False)
-    kept = keras.saving.load_model(tmp_path / "b" / "model.keras").get_layer(BACKBONE_NAME).get_weights()
+    assert cached == [pretrained]
+    written = pretrained.stat().st_mtime_ns
+    source_backbone = keras.saving.load_model(pretrained).get_layer(BACKBONE_NAME).get_weights()
+    result = run_transfer(config, tmp_path, verbose=False)
+    assert list(cache_dir().glob("small-cnn-mnist-5k-16px-seed0-*.keras")) == cached
+    assert pretrained.stat().st_mtime_ns == written
+    kept = keras.saving.load_model(tmp_path / "model.keras").get_layer(BACKBONE_NAME).get_weights()
     for a, b in zip(source_backbone[:-2], kept[:-2]):  # all but the top (unfrozen) layer
         np.testing.assert_array_equal(a, b)
-    assert [p.name for p in first.phases] == ["head", "finetune"]
-    assert second.test.error_rate < 0.5
+    assert [p.name for p in result.phases] == ["head", "finetune"]
+    assert result.test.error_rate < 0.5
 
 
 def test_fine_tuning_keeps_batch_norm_in_inference_mode():
