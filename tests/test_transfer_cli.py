@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -23,6 +24,20 @@ SMALL = ["--arch", "small-cnn", "--image-size", "16", "--max-train-examples", "2
 
 def _invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+TRAIN = ["train", "--target", "digits", "--epochs", 2, "--seed", 3, *SMALL]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """``keras-itl train`` TRAIN into ``<root>/run``, exported as ``digits`` under ``<root>/saved``: (root, its output).
+
+    Tests that write into the run take a copy."""
+    root = tmp_path_factory.mktemp("cli-train")
+    trained = _invoke(*TRAIN, "--output", root / "run", "--export", "digits", "--export-base", root / "saved")
+    assert trained.exit_code == 0, trained.output
+    return root, trained.output
 
 
 def test_scratch_run_writes_model_metrics_and_plots(trained_digits_run):
@@ -73,14 +88,12 @@ def test_fine_tuning_keeps_batch_norm_in_inference_mode():
     assert trainable and all(backbone.layers.index(layer) >= len(backbone.layers) - 10 for layer in trainable)
 
 
-def test_cli_train_then_evaluate_matches_an_independent_count(tmp_path):
-    out = tmp_path / "run"
-    trained = _invoke("train", "--target", "digits", "--epochs", 2, "--seed", 3, "--output", out,
-                      "--export", "digits", "--export-base", tmp_path / "saved", *SMALL)
-    assert trained.exit_code == 0, trained.output
-    assert re.search(r"test error rate \d+\.\d\d%", trained.output)
-    assert (tmp_path / "saved" / "digits" / "1" / "saved_model.pb").exists()
-    assert str(tmp_path / "saved" / "digits" / "1") in trained.output
+def test_cli_train_then_evaluate_matches_an_independent_count(cli_run, tmp_path):
+    root, output = cli_run
+    out = root / "run"
+    assert re.search(r"test error rate \d+\.\d\d%", output)
+    assert (root / "saved" / "digits" / "1" / "saved_model.pb").exists()
+    assert str(root / "saved" / "digits" / "1") in output
 
     evaluated = _invoke("evaluate", "--model", out, "--output", tmp_path / "eval")
     assert evaluated.exit_code == 0, evaluated.output
@@ -115,9 +128,9 @@ def test_cli_bad_input_is_one_line_without_traceback(tmp_path, args, message):
     assert isinstance(result.exception, SystemExit)
 
 
-def test_rerun_into_a_checkpointed_output_asks_for_resume(tmp_path):
-    args = ["train", "--target", "digits", "--epochs", 1, "--output", tmp_path, *SMALL]
-    assert _invoke(*args).exit_code == 0
+def test_rerun_into_a_checkpointed_output_asks_for_resume(cli_run, tmp_path):
+    shutil.copytree(cli_run[0] / "run", tmp_path / "run")
+    args = [*TRAIN, "--output", tmp_path / "run"]
     again = _invoke(*args)
     assert again.exit_code != 0 and "--resume" in again.output
     resumed = _invoke(*args, "--resume")
