@@ -67,7 +67,9 @@ def _closed_form_scores(model: keras.Model, train: Split, val: Split, damping: f
     return train_grads @ s
 
 
-@pytest.fixture(scope="module")
+# Session scope: the slow leave-one-out test runs apart from this module's other tests (slow tests go first),
+# and a module fixture would be trained again when the rest of the module runs.
+@pytest.fixture(scope="session")
 def logistic():
     train, val = _feature_split(120, 0, flip=0.1), _feature_split(60, 1)
     strategy = make_strategy(["/cpu:0"])

@@ -1,8 +1,9 @@
 """Sharded influence: two worker processes on 127.0.0.1 score like one process, and act on the chief's drop set.
 
 Each worker computes its shard of the validation gradient, the Hessian-vector products and the
-scores (keras_itl.influence.sharding); the reduced result must match the unsharded one. Workers
-are separate processes (a MultiWorkerMirroredStrategy must be the first TF thing in its process).
+scores (keras_itl.influence.sharding); the reduced result must match the unsharded one, scored by
+the same function in the test's own process. Workers are separate processes (a
+MultiWorkerMirroredStrategy must be the first TF thing in its process).
 """
 from __future__ import annotations
 
@@ -16,20 +17,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from keras_itl.training import make_strategy
 from keras_itl.training.launcher import local_tf_configs
+from tests.influence_shard_worker import score
 
 TIMEOUT_SECONDS = 600
 
 
-def _score(output: Path, scratch: Path, workers: int) -> list[dict]:
-    """Run the scoring script in ``workers`` processes (one: no TF_CONFIG); each process's JSON report."""
+def _score_in_workers(output: Path, scratch: Path, workers: int) -> list[dict]:
+    """Run the scoring script in ``workers`` processes on 127.0.0.1; each process's JSON report."""
     env = {**os.environ, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_CONFIG", None)
-    configs = local_tf_configs(workers) if workers > 1 else [None]
     processes = [subprocess.Popen([sys.executable, "-m", "tests.influence_shard_worker", str(output)],
-                                  env={**env, "TF_CONFIG": config} if config else env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for config in configs]
+                                  env={**env, "TF_CONFIG": config}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+                 for config in local_tf_configs(workers)]
     reports = []
     for process in processes:
         stdout, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
@@ -48,8 +49,8 @@ def test_two_workers_score_like_one_process_and_share_the_chiefs_drop_set(tmp_pa
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     one, two = tmp_path / "one", tmp_path / "two"
-    [single] = _score(one, scratch, 1)
-    chief, worker = _score(two, scratch, 2)
+    single = score(one, make_strategy(["/cpu:0"]))  # unsharded, in this process: one replica, no TF_CONFIG
+    chief, worker = _score_in_workers(two, scratch, 2)
 
     difference = float(np.abs(np.load(one / "scores.npy") - np.load(two / "scores.npy")).max())
     print(f"sharded influence: max abs score difference {difference:.3g}; scoring seconds "

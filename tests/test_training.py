@@ -39,6 +39,39 @@ def one_replica():
     return make_strategy(["/cpu:0"])
 
 
+RESUMABLE = TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3, patience=None)
+EARLY_STOPPING = TrainConfig(epochs=12, batch_size=16, learning_rate=3e-3, lr_schedule="constant", patience=2)
+
+
+def _unrelated_val() -> Split:
+    """Validation labels unrelated to the images: the more the model learns, the worse it does there."""
+    unrelated = bright_quadrant_split(32, seed=3, prefix="val")
+    return Split(unrelated.images, np.random.default_rng(0).permutation(unrelated.labels), unrelated.ids)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, initial_weights, tmp_path_factory):
+    """RESUMABLE trained without interruption: the model and its result, which the crash-and-resume runs must match."""
+    train, val = data
+    strategy = one_replica()
+    model = _model(strategy, init=initial_weights)
+    result = train_model(model, train, val, RESUMABLE, strategy=strategy, run_dir=tmp_path_factory.mktemp("a"),
+                         verbose=False)
+    return model, result
+
+
+@pytest.fixture(scope="module")
+def early_stopped(data, initial_weights, tmp_path_factory):
+    """EARLY_STOPPING trained on ``data``'s training split against an unrelated validation split: model, result, val."""
+    train, _ = data
+    val = _unrelated_val()
+    strategy = one_replica()
+    model = _model(strategy, init=initial_weights)
+    result = train_model(model, train, val, EARLY_STOPPING, strategy=strategy, run_dir=tmp_path_factory.mktemp("a"),
+                         verbose=False)
+    return model, result, val
+
+
 def test_loss_decreases_and_model_learns(tmp_path, data, initial_weights):
     train, val = data
     strategy = one_replica()
@@ -79,12 +112,11 @@ def test_a_last_batch_smaller_than_the_replica_count_is_left_out(tmp_path, initi
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
-def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, data, initial_weights, monkeypatch):
+def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, data, initial_weights, uninterrupted,
+                                                          monkeypatch):
     train, val = data
-    config = TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3, patience=None)
+    config = RESUMABLE
     strategy = one_replica()
-    uninterrupted = _model(strategy, init=initial_weights)
-    train_model(uninterrupted, train, val, config, strategy=strategy, run_dir=tmp_path / "a", verbose=False)
 
     original = run_state.RunState.end_epoch
 
@@ -106,19 +138,12 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, data, initial
     result = train_model(resumed, train, val, config, strategy=strategy, run_dir=tmp_path / "b",
                          resume=True, verbose=False)
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
-    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+    for a, b in zip(uninterrupted[0].get_weights(), resumed.get_weights()):  # (model, result)
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_early_stopping_restores_best_weights(tmp_path, data, initial_weights):
-    train, _ = data
-    # Validation labels unrelated to the images: the more the model learns, the worse it does there.
-    unrelated = bright_quadrant_split(32, seed=3, prefix="val")
-    val = Split(unrelated.images, np.random.default_rng(0).permutation(unrelated.labels), unrelated.ids)
-    strategy = one_replica()
-    model = _model(strategy, init=initial_weights)
-    config = TrainConfig(epochs=12, batch_size=16, learning_rate=3e-3, lr_schedule="constant", patience=2)
-    result = train_model(model, train, val, config, strategy=strategy, run_dir=tmp_path, verbose=False)
+def test_early_stopping_restores_best_weights(early_stopped):
+    model, result, val = early_stopped
     assert result.stopped_early and len(result.history) < 12
     best = min(r["val_loss"] for r in result.history)
     assert result.history[result.best_epoch - 1]["val_loss"] == best
@@ -180,14 +205,12 @@ def test_resume_refuses_changed_loop_settings(tmp_path, data, initial_weights, m
         assert "\n" not in str(error.value)
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, data, initial_weights, monkeypatch,
-                                                                   capsys):
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, data, initial_weights, uninterrupted,
+                                                                   monkeypatch, capsys):
     train, val = data
-    config = TrainConfig(epochs=4, batch_size=16, learning_rate=1e-3, patience=None)
+    config = RESUMABLE
     strategy = one_replica()
-    uninterrupted = _model(strategy, init=initial_weights)
-    expected = train_model(uninterrupted, train, val, config, strategy=strategy, run_dir=tmp_path / "a",
-                           verbose=False)
+    reference, expected = uninterrupted
     undo = _crash_at_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train_model(_model(strategy, init=initial_weights), train, val, config, strategy=strategy,
@@ -204,7 +227,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
     assert f"checkpoint {checkpoints / 'ckpt-3'} is unreadable" in warning
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
     assert result.best_epoch == expected.best_epoch
-    for a, b in zip(uninterrupted.get_weights(), resumed.get_weights()):
+    for a, b in zip(reference.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
     for index in checkpoints.glob("ckpt-*.index"):
@@ -214,14 +237,12 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, data
                     verbose=False)
 
 
-def test_a_crash_between_checkpoint_and_history_loses_nothing(tmp_path, data, initial_weights, monkeypatch):
+def test_a_crash_between_checkpoint_and_history_loses_nothing(tmp_path, data, initial_weights, early_stopped,
+                                                               monkeypatch):
     train, _ = data
-    unrelated = bright_quadrant_split(32, seed=3, prefix="val")  # learning makes validation worse: early stop
-    val = Split(unrelated.images, np.random.default_rng(0).permutation(unrelated.labels), unrelated.ids)
-    config = TrainConfig(epochs=12, batch_size=16, learning_rate=3e-3, lr_schedule="constant", patience=2)
+    _, expected, val = early_stopped  # learning makes validation worse: early stop
+    config = EARLY_STOPPING
     strategy = one_replica()
-    expected = train_model(_model(strategy, init=initial_weights), train, val, config, strategy=strategy,
-                           run_dir=tmp_path / "a", verbose=False)
     assert expected.stopped_early and expected.best_epoch < len(expected.history)
     undo = _crash_at_epoch(monkeypatch, len(expected.history), when="before_history_copy")
     with pytest.raises(KeyboardInterrupt):
