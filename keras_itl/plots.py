@@ -36,16 +36,26 @@ def plot_training_curves(histories: dict[str, list[dict]], path: str | os.PathLi
     _save(figure, path)
 
 
+MAX_CONFUSION_INCHES = 16.0  # 1,600 pixels at the 100 dpi of every figure here
+
+
 def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | os.PathLike,
                    title: str = "confusion matrix") -> None:
-    """Counts of true (rows) against predicted (columns) classes, with counts written in small matrices."""
+    """Counts of true (rows) against predicted (columns) classes, with counts written in small matrices.
+
+    The figure grows with the class count up to MAX_CONFUSION_INCHES a side, the tick labels shrinking
+    to fit beyond that: uncapped, a 100-class matrix was a 4,700-pixel square PNG that took seconds to
+    render and is no easier to read than a 1,600-pixel one.
+    """
     matrix = np.asarray(confusion)
-    size = max(4.0, 0.45 * len(class_names) + 2)
+    size = min(MAX_CONFUSION_INCHES, max(4.0, 0.45 * len(class_names) + 2))
     figure, axis = plt.subplots(figsize=(size, size))
     image = axis.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(class_names))
-    axis.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 10 else 0)
-    axis.set_yticks(ticks, class_names)
+    # about 0.8 of each tick's share of the axis (~0.8 of the figure), in points, at most the default 10
+    label_size = min(10.0, 0.8 * 0.8 * size * 72 / max(len(class_names), 1))
+    axis.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 10 else 0, fontsize=label_size)
+    axis.set_yticks(ticks, class_names, fontsize=label_size)
     axis.set(xlabel="predicted", ylabel="true", title=title)
     if len(class_names) <= 20:
         threshold = matrix.max() / 2 if matrix.size else 0

@@ -5,10 +5,13 @@ that changes the result, so repeated runs (and the methods of an experiment) reu
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +76,39 @@ def pretrain_on_dataset(
               "lr_schedule": config.lr_schedule, "patience": config.patience, "val_fraction": val_fraction}
     key = _cache_key(fields)
     path = cache_dir() / f"{key}.keras"
-    if path.exists():
-        if verbose:
-            print(f"source: reusing pretrained {path}", flush=True)
-        return path
+    # The workers of one cluster pretrain together (collectives): only separate processes take turns.
+    together = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with contextlib.nullcontext() if together else _pretraining_lock(cache_dir() / f"{key}.lock"):
+        if path.exists():
+            if verbose:
+                print(f"source: reusing pretrained {path}", flush=True)
+            return path
+        _pretrain(source, arch, path, key, fields, image_size=image_size, channels=channels, config=config,
+                  strategy=strategy, data_dir=data_dir, val_fraction=val_fraction, verbose=verbose)
+    return path
+
+
+@contextlib.contextmanager
+def _pretraining_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` while one source is looked up or pretrained.
+
+    Two independent processes sharing a cache (two experiments, or two test workers) that want the
+    same source would otherwise both pretrain it into the same checkpoint directory and partial file;
+    with the lock the second waits and then reuses the first one's model.
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pretrain(source: str, arch: str, path: Path, key: str, fields: dict, *, image_size: int, channels: int,
+              config: TrainConfig, strategy: tf.distribute.Strategy, data_dir: str | None, val_fraction: float,
+              verbose: bool) -> None:
+    """Train ``arch`` from scratch on ``source`` and save it at ``path`` (atomically), its fields beside it."""
     data: TargetDataset = load_dataset(source, seed=config.seed, val_fraction=val_fraction, data_dir=data_dir)
     if verbose:
         print(f"source: pretraining {arch} on {source} ({data.info.sizes['train']} images)", flush=True)
@@ -90,7 +122,6 @@ def pretrain_on_dataset(
     model.save(partial)
     partial.replace(path)
     (cache_dir() / f"{key}.json").write_text(json.dumps(fields, indent=2))
-    return path
 
 
 def load_source_into(model: keras.Model, path: str | os.PathLike) -> None:

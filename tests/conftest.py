@@ -73,9 +73,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Keep pretrained-source caches out of the user's home directory (session-wide: before any
-    session fixture pretrains a source)."""
+    session fixture pretrains a source). One cache for the whole test run, shared by the xdist workers
+    (their base temp directories sit side by side in the run's): a digits source the tests pretrain
+    at 12x12 is pretrained once, by whichever test first asks, and reused everywhere after (the
+    cache's lock makes the other worker wait for it rather than pretrain it again)."""
+    base = tmp_path_factory.getbasetemp()
+    run_root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERAS_ITL_CACHE", str(tmp_path_factory.getbasetemp() / "keras-itl-cache"))
+        patch.setenv("KERAS_ITL_CACHE", str(run_root / "keras-itl-cache"))
         yield
 
 
