@@ -23,8 +23,9 @@ def _budget(**changes) -> list[str]:
 
 
 TINY = _budget()
-# auto judged by full refits fine-tunes once per candidate: one phase per fit (no separate head phase) halves
-# the training calls and leaves what the test checks - full refits measured, auto's choice among them
+# One phase per fit (no separate head phase) halves the training calls and leaves what the tests using it check:
+# auto judged by full refits (one per candidate), the baseline policies' selections. The two-phase fine-tuning
+# runs in the influence test above, in tests/test_transfer_cli.py and in tests/test_training.py.
 ONE_PHASE = _budget(head_epochs=0)
 
 
@@ -96,7 +97,7 @@ def test_auto_judged_by_full_refits_measures_per_example_losses(tmp_path):
 def test_baseline_policies_run_end_to_end_and_report_their_selection(policy, tmp_path):
     out = tmp_path / "run"
     result = _invoke("train", "--source", "mnist-5k", "--target", "digits", "--method", "instance",
-                     "--policy", policy, "--label-noise", "0.2", "--noise-kind", "pair", "--output", out, *TINY)
+                     "--policy", policy, "--label-noise", "0.2", "--noise-kind", "pair", "--output", out, *ONE_PHASE)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "selection.json").read_text())
     assert report["policy_family"] == policy.split(":")[0] and not (out / "influence.csv").exists()

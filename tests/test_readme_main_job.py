@@ -20,7 +20,7 @@ from keras_itl.presets import OVERRIDES_ENV, PRESETS, with_overrides
 from tests.experiment_checks import check_experiment
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SMALL_BUDGET = "max_train_examples=60,image_size=12,epochs=2,head_epochs=1,source_epochs=1"
+SMALL_BUDGET = "max_train_examples=60,image_size=12,epochs=2,head_epochs=0,source_epochs=1"
 
 
 def _main_job_command() -> list[str]:
