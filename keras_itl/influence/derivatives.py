@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from keras_itl.influence.scope import Scope
 from keras_itl.influence.sharding import UNSHARDED, WorkerShard
-from keras_itl.registry import HESSIANS
+from keras_itl.registry import HESSIAN, HESSIANS
 
 CURVATURES = {  # what each registry.HESSIANS choice solves with, as influence.json explains it
     "exact": "the exact Hessian of the mean training loss (Koh & Liang); indefinite on a non-convex scope away from "
@@ -152,9 +152,10 @@ class LossDerivatives:
         return shard.sum(gradient) / len(examples), float(shard.sum(np.asarray(loss))) / len(examples)
 
     def hvp(self, examples: Examples, vector: tf.Tensor, shard: WorkerShard = UNSHARDED,
-            curvature: str = "exact") -> tf.Tensor:
-        """Mean-loss curvature over the examples times ``vector``: the exact Hessian's (Pearlmutter's trick,
-        reverse over reverse) or the Gauss-Newton matrix's (``curvature="gauss-newton"``)."""
+            curvature: str = HESSIAN) -> tf.Tensor:
+        """Mean-loss curvature over the examples times ``vector``: the Gauss-Newton matrix's (forward then
+        reverse mode) or, with ``curvature="exact"``, the exact Hessian's (Pearlmutter's trick, reverse over
+        reverse)."""
         batch_product = self._product_fns[_checked(curvature)]
         product = None  # a sum started from the first batch: one pass less over a vector of every parameter
         for inputs, labels in shard.take(examples).batches(self.batch_size):
@@ -162,7 +163,7 @@ class LossDerivatives:
             product = part if product is None else product + part
         return shard.sum(tf.zeros_like(vector) if product is None else product) / len(examples)
 
-    def hessian(self, examples: Examples, shard: WorkerShard = UNSHARDED, curvature: str = "exact") -> np.ndarray:
+    def hessian(self, examples: Examples, shard: WorkerShard = UNSHARDED, curvature: str = HESSIAN) -> np.ndarray:
         """The dense mean-loss curvature matrix (exact Hessian or Gauss-Newton), float64, for small scopes only."""
         batch_matrix = self._matrix_fns[_checked(curvature)]
         size = self.scope.num_parameters
