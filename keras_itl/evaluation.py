@@ -44,7 +44,8 @@ def _forward(model: keras.Model):
     """
     if model not in _FORWARD:
         model_ref = weakref.ref(model)
-        _FORWARD[model] = tf.function(lambda images: model_ref()(images, training=False), reduce_retracing=True)
+        images = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)  # any batch size: traced once
+        _FORWARD[model] = tf.function(lambda images: model_ref()(images, training=False), input_signature=[images])
     return _FORWARD[model]
 
 
