@@ -35,8 +35,9 @@ _FORWARD: weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.Polymorph
     weakref.WeakKeyDictionary())
 
 
-def _forward(model: keras.Model):
-    """The model's inference pass as one traced function per model, so repeated evaluations stay fast.
+def forward_function(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:
+    """The model's inference pass on float32 pixels, traced once per model for any batch size: repeated
+    evaluations stay fast, and an export of an evaluated model reuses the trace.
 
     Keras' own predict machinery is avoided on purpose: under a multi-replica strategy it returns
     per-replica copies of the outputs. The function reaches the model through a weak reference:
@@ -44,7 +45,8 @@ def _forward(model: keras.Model):
     """
     if model not in _FORWARD:
         model_ref = weakref.ref(model)
-        _FORWARD[model] = tf.function(lambda images: model_ref()(images, training=False), reduce_retracing=True)
+        images = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)  # any batch size: traced once
+        _FORWARD[model] = tf.function(lambda images: model_ref()(images, training=False), input_signature=[images])
     return _FORWARD[model]
 
 
@@ -52,7 +54,7 @@ def predict_probabilities(model: keras.Model, split: Split, batch_size: int = 25
     """Class probabilities for every example of the split, in split order."""
     _, size, _, channels = model.input_shape
     batches = make_batches(split, batch_size, image_size=size, channels=channels, drop_ids=True)
-    forward = _forward(model)
+    forward = forward_function(model)
     return np.concatenate([forward(images).numpy() for images, _ in batches])
 
 

@@ -17,7 +17,6 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -274,8 +273,8 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
     exported = None
     if export_base is not None and best is not None:
         run, result = best
-        model = keras.saving.load_model(Path(run.run_dir) / "model.keras")
-        version = export_model(model, Path(export_base) / preset.name,
+        # the trained model still in memory (its traced forward pass is reused), the same as run.run_dir's model.keras
+        version = export_model(result.model, Path(export_base) / preset.name,
                                class_names=result.dataset["class_names"],
                                metadata={**result.record().export_metadata(), "experiment": preset.name})
         exported = str(version.path)

@@ -18,7 +18,6 @@ model-name rule come from ``keras_itl.serving_layout``, which ``keras-itl serve`
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 import keras_itl
 from keras_itl.datasets import load_dataset
 from keras_itl.errors import UserError
-from keras_itl.evaluation import load_trained_model
+from keras_itl.evaluation import forward_function, load_trained_model
 from keras_itl.run_record import RunRecord, restore_checkpoint
 from keras_itl.serving_layout import (
     BYTES_SIGNATURE,
@@ -94,7 +93,8 @@ class _ServingModule(tf.Module):
 
     def __init__(self, model: keras.Model, class_names_file: Path, max_decoded_pixels: int):
         super().__init__()
-        self._forward = functools.partial(model, training=False)  # a plain callable: not tracked
+        forward = forward_function(model).get_concrete_function()  # the evaluations' trace, if it was evaluated
+        self._forward = lambda images: forward(images)  # a plain callable: not tracked
         self.model_variables = [variable.value for variable in model.variables]  # the tf.Variables the signatures read
         self.max_decoded_pixels = max_decoded_pixels
         self.class_names = tf.saved_model.Asset(str(class_names_file))

@@ -83,17 +83,27 @@ def plot_influence_histogram(deltas: np.ndarray, dropped: np.ndarray, path: str 
 
 
 def plot_image_grid(images: np.ndarray, titles: list[str], path: str | os.PathLike, columns: int = 8) -> None:
-    """Images (uint8, HxWx1 or HxWx3) in a grid, each with a short title."""
-    count = max(len(images), 1)
-    rows = (count + columns - 1) // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.9), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, image, title in zip(axes.flat, images, titles):
-        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
-        axis.set_title(title, fontsize=7)
+    """Images (uint8, HxWx1 or HxWx3) in a grid, each with a short title above it.
+
+    The grid is one picture on one axes: laying out a subplot per image took about a second a figure.
+    """
+    rows = max(1, -(-len(images) // columns))
+    figure, axis = plt.subplots(figsize=(columns * 1.6, rows * 1.9))
+    axis.axis("off")
     if not len(images):
-        axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
+        axis.text(0.5, 0.5, "nothing to show", ha="center", va="center")
+        _save(figure, path)
+        return
+    height, width, channels = images.shape[1:]
+    # each cell is 1.6 x 1.9 inches like the figure's share, the image 1.2 inches wide at its bottom, a title above
+    cell_width, cell_height = round(width * 1.6 / 1.2), round(height * 1.9 / 1.2)
+    canvas = np.full((rows * cell_height, columns * cell_width, channels), 255, dtype=np.uint8)
+    for index, (image, title) in enumerate(zip(images, titles)):
+        top = (index // columns) * cell_height + cell_height - height
+        left = (index % columns) * cell_width + (cell_width - width) // 2
+        canvas[top:top + height, left:left + width] = image
+        axis.text(left + width / 2, top - 0.5, title, fontsize=7, ha="center", va="bottom")
+    axis.imshow(canvas[..., 0] if channels == 1 else canvas, cmap="gray" if channels == 1 else None, vmin=0, vmax=255)
     _save(figure, path)
 
 

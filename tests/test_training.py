@@ -1,6 +1,8 @@
 """The custom training loop: learns, is replica-count invariant, resumes exactly, stops on NaN."""
 from __future__ import annotations
 
+import gc
+import weakref
 from dataclasses import asdict, replace
 
 import keras
@@ -12,6 +14,7 @@ from keras_itl.datasets import Split
 from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model
 from keras_itl.training import TrainConfig, TrainingDiverged, guard_run_options, make_strategy, run_state, train_model
+from keras_itl.training.compiled_step import compiled_steps
 from keras_itl.transfer import InstanceOptions, TransferConfig
 from tests.helpers import bright_quadrant_split
 
@@ -100,6 +103,47 @@ def test_two_replicas_reach_the_same_weights_as_one(tmp_path, data, initial_weig
     assert moved > 1e-3
     for one, two in zip(*finals):
         np.testing.assert_allclose(one, two, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("optimizer", "schedule"), [("adam", "cosine"), ("sgd", "constant")])
+def test_a_later_phase_reuses_the_traced_step_and_ends_like_a_fresh_optimizer(tmp_path, data, initial_weights,
+                                                                              optimizer, schedule):
+    """A phase on a model that trained before - with another trainable set, rate and length in between -
+    ends with the weights of a new model trained by that phase alone, and traces no new step."""
+    train, _ = data
+    strategy = one_replica()
+    later = TrainConfig(epochs=3, batch_size=16, learning_rate=2e-3, optimizer=optimizer, lr_schedule=schedule,
+                        patience=None, seed=5)
+    earlier = replace(later, epochs=1, learning_rate=5e-3, seed=6)  # a cosine 6 steps long, the later one 12
+    subset = train.subset(np.arange(64))  # 4 steps an epoch, the earlier phase 6
+
+    fresh = _model(strategy, init=initial_weights)
+    train_model(fresh, subset, None, later, strategy=strategy, run_dir=tmp_path / "fresh", verbose=False)
+
+    reused = _model(strategy, init=initial_weights)
+    train_model(reused, train, None, earlier, strategy=strategy, run_dir=tmp_path / "1", verbose=False)
+    reused.layers[-1].trainable = False  # another trainable set: its own step
+    train_model(reused, train, None, earlier, strategy=strategy, run_dir=tmp_path / "2", verbose=False)
+    reused.layers[-1].trainable = True
+    reused.set_weights(initial_weights)
+    train_model(reused, subset, None, later, strategy=strategy, run_dir=tmp_path / "3", verbose=False)
+
+    for a, b in zip(fresh.get_weights(), reused.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    steps = compiled_steps(reused)
+    assert [step.experimental_get_tracing_count() for step in steps] == [1, 1]
+
+
+def test_a_trained_model_is_garbage_collected_when_deleted(tmp_path, data, initial_weights):
+    train, val = data
+    strategy = one_replica()
+    model = _model(strategy, init=initial_weights)
+    train_model(model, train.subset(np.arange(32)), val, TrainConfig(epochs=1, batch_size=16), strategy=strategy,
+                run_dir=tmp_path, verbose=False)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
 
 
 def test_a_last_batch_smaller_than_the_replica_count_is_left_out(tmp_path, initial_weights):

@@ -44,7 +44,7 @@ def write_influence_report(result: InfluenceResult, selection: SelectionResult, 
     paths["influence.json"].write_text(json.dumps(summary, indent=2))
     plot_influence_histogram(table.predicted_delta_val_loss, dropped, paths["influence_histogram.png"])
     worst = table.harmful_order()[:GRID_SIZE]
-    titles = [f"given {class_names[table.labels[i]]} / pred {class_names[table.predicted_labels[i]]}"
+    titles = [f"given {class_names[table.labels[i]]}\npred {class_names[table.predicted_labels[i]]}"
               f"{' (dropped)' if dropped[i] else ''}" for i in worst]
     plot_image_grid(train.images[worst], titles, paths["harmful_grid.png"])
     return {name: str(path) for name, path in paths.items()}

@@ -22,6 +22,7 @@ from keras_itl.datasets import Split, make_batches
 from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model
 from keras_itl.registry import LR_SCHEDULES, OPTIMIZERS
+from keras_itl.training.compiled_step import CompiledStep, compiled_step
 from keras_itl.training.run_state import RunState
 from keras_itl.training.strategy import check_workers_agree, is_chief
 
@@ -71,15 +72,6 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def _make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=config.epochs * steps_per_epoch)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9)
-    return keras.optimizers.Adam(rate)
-
-
 def _steps_per_epoch(num_examples: int, batch_size: int, replicas: int) -> int:
     """Batches per epoch; a last batch smaller than the replica count is left out.
 
@@ -92,32 +84,6 @@ def _steps_per_epoch(num_examples: int, batch_size: int, replicas: int) -> int:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
-
-
-def _make_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy):
-    variables = model.trainable_variables
-
-    def replica_step(images, labels):
-        context = tf.distribute.get_replica_context()
-        global_count = context.all_reduce("sum", tf.cast(tf.shape(labels)[0], tf.float32))
-        with tf.GradientTape() as tape:
-            probs = model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
-            loss = tf.reduce_sum(per_example) / global_count
-            if model.losses:
-                loss += tf.add_n(model.losses) / context.num_replicas_in_sync
-        gradients = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(gradients, variables))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32))
-        return tf.reduce_sum(per_example), correct
-
-    @tf.function(reduce_retracing=True)
-    def step(batch):
-        loss_sum, correct = strategy.run(replica_step, args=batch)
-        reduce = tf.distribute.ReduceOp.SUM
-        return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None)
-
-    return step
 
 
 def _check_scope(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
@@ -151,18 +117,17 @@ def train_model(
     if steps_per_epoch == 0:
         raise UserError(f"the training split has {len(train)} examples, fewer than the "
                         f"{strategy.num_replicas_in_sync} replicas training on it")
-    with strategy.scope():
-        optimizer = _make_optimizer(config, steps_per_epoch)
-        optimizer.build(model.trainable_variables)
-    state = RunState(model, optimizer, run_dir, name, settings=asdict(config), chief=is_chief(strategy))
+    compiled = compiled_step(model, strategy, optimizer=config.optimizer, learning_rate=config.learning_rate,
+                             schedule=config.lr_schedule, decay_steps=config.epochs * steps_per_epoch)
+    state = RunState(model, compiled.optimizer, run_dir, name, settings=asdict(config), chief=is_chief(strategy))
     try:
-        return _train(model, train, val, config, strategy, optimizer, state, steps_per_epoch, resume, verbose)
+        return _train(model, train, val, config, strategy, compiled, state, steps_per_epoch, resume, verbose)
     finally:
         state.close()
 
 
 def _train(model: keras.Model, train: Split, val: Split | None, config: TrainConfig,
-           strategy: tf.distribute.Strategy, optimizer: keras.optimizers.Optimizer, state: RunState,
+           strategy: tf.distribute.Strategy, compiled: CompiledStep, state: RunState,
            steps_per_epoch: int, resume: bool, verbose: bool) -> TrainResult:
     name = state.name
     image_size, channels = model.input_shape[1], model.input_shape[3]
@@ -172,14 +137,14 @@ def _train(model: keras.Model, train: Split, val: Split | None, config: TrainCon
         raise UserError(f"{state.root} already holds a checkpointed run; pass --resume to continue it or choose "
                         "another output")
     check_workers_agree(strategy, int(state.epoch.numpy()), f"{name}: the epoch resumed from")
-    step = _make_step(model, optimizer, strategy)
     writer = tf.summary.create_file_writer(str(state.root / "logs" / name)) if state.chief else None
     started = time.perf_counter()
     while int(state.epoch.numpy()) < config.epochs and not bool(state.stopped.numpy()):
         epoch = int(state.epoch.numpy())
         batches = make_batches(train, config.batch_size, image_size=image_size, channels=channels,
                                shuffle_seed=_epoch_seed(config.seed, epoch), drop_ids=True).take(steps_per_epoch)
-        record = _run_epoch(step, strategy.experimental_distribute_dataset(batches), state, epoch,
+        distributed = strategy.experimental_distribute_dataset(batches)
+        record = _run_epoch(compiled.step(distributed), distributed, state, epoch,
                             len(train), steps_per_epoch, config, verbose)
         improved = False
         if val is not None and len(val):
@@ -193,7 +158,7 @@ def _train(model: keras.Model, train: Split, val: Split | None, config: TrainCon
                 state.bad_epochs.assign_add(1)
             if config.patience is not None and int(state.bad_epochs.numpy()) >= config.patience:
                 state.stopped.assign(True)
-        record["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        record["learning_rate"] = float(keras.ops.convert_to_numpy(compiled.optimizer.learning_rate))
         if writer is not None:
             with writer.as_default(step=epoch + 1):
                 for key, value in record.items():

@@ -47,8 +47,6 @@ class InstanceMethod:
         self.train = data.split("train")
         self.parts = split_validation(data.split("val"), data.info.num_classes, config.seed)
         self.source_weights = model.get_weights()
-        with strategy.scope():
-            self.blank = keras.models.clone_model(model)  # the refits train this copy
         self.start_weights: list | None = None
         self.refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
         self.refit_config = replace(config, epochs=self.options.refit_epochs or config.epochs)
@@ -99,14 +97,17 @@ class InstanceMethod:
         return report, files
 
     def _fit_without_dropped(self, keep: np.ndarray, budget: TransferConfig, name: str) -> np.ndarray:
-        """Fine-tune the blank copy from the start weights on the kept instances; its selection-part losses."""
-        self.blank.set_weights(self.start_weights)
-        history = fit_target(self.blank, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
+        """Fine-tune the model from the start weights on the kept instances; its selection-part losses.
+
+        The refits train the warm-up's model object itself (its weights are not needed after scoring), so
+        they reuse its traced training and evaluation steps instead of tracing a copy's."""
+        self.model.set_weights(self.start_weights)
+        history = fit_target(self.model, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
                              strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
                              verbose=self.verbose)
-        self.refits[keep.tobytes()] = (self.blank.get_weights(), history)
+        self.refits[keep.tobytes()] = (self.model.get_weights(), history)
         selection = self.parts["selection"]
-        return cross_entropy(predict_probabilities(self.blank, selection), selection.labels)
+        return cross_entropy(predict_probabilities(self.model, selection), selection.labels)
 
     def _measure(self, ranked: RankedInstances, keep: np.ndarray) -> np.ndarray:
         """How ``auto`` judges a candidate keep mask: per-example selection-part losses after a head-only

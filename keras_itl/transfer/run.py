@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from keras_itl.backbones import model_channels
@@ -37,6 +38,7 @@ class TransferResult:
     seconds: float
     files: dict[str, str] = field(default_factory=dict)
     influence: dict | None = None
+    model: keras.Model | None = field(default=None, repr=False, compare=False)  # the trained model, in memory
 
     @property
     def dropped(self) -> int:
@@ -102,7 +104,7 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
     result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
                             output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
-                            influence=influence)
+                            influence=influence, model=model)
     if not chief:
         return result
     files.update({name: str(path) for name, path in
