@@ -6,9 +6,12 @@ all the models of the module; hot reload and half-written versions work on their
 """
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +44,8 @@ from tests.serving_helpers import (
     save_two_in_two_out,
     write_warmup,
 )
+
+pytestmark = pytest.mark.xdist_group("test_serving")  # one worker runs the module: its server starts once
 
 MAX_REQUEST_BYTES = 200_000
 SPIN_STEPS = 150_000
@@ -483,6 +488,28 @@ def test_serve_rejects_unsafe_model_names(tmp_path, name):
     result = CliRunner().invoke(main, ["serve", "--model-base-path", str(tmp_path), "--model-name", name])
     assert result.exit_code == 1
     assert result.output.startswith("Error: invalid model name") and len(result.output.strip().splitlines()) == 1
+
+
+def test_serve_refuses_bad_options_before_importing_tensorflow(tmp_path):
+    params = tmp_path / "batching.config"
+    params.write_text("pad_variable_length_inputs: true\n")
+    report = ("import sys\nfrom keras_itl.cli.main import main\n"
+              "try:\n    main()\nfinally:\n    print(sorted(sys.modules))")
+    for args, fragment in ((["--model-base-path", str(tmp_path), "--model-name", "../evil"], "invalid model name"),
+                           (["--model-base-path", str(tmp_path), "--model-name", "m", "--enable_batching",
+                             "--batching_parameters_file", str(params)], "pad_variable_length_inputs")):
+        done = subprocess.run([sys.executable, "-c", report, "serve", *args], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 1 and done.stderr.startswith("Error: ") and fragment in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "tensorflow" not in ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_server_process_does_not_load_keras(server):
+    """TensorFlow's eager import of Keras (and so of scikit-learn and matplotlib) is skipped by the server."""
+    mapped = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "/tensorflow/" in mapped
+    assert "/sklearn/" not in mapped and "/matplotlib/" not in mapped
 
 
 def test_serve_from_base_path_and_sigterm_shuts_down_cleanly(models, tmp_path):

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from keras_itl.cli.main import main
 from keras_itl.errors import UserError
-from keras_itl.serving.batching import Batcher, BatchingOptions, load_batching_parameters
+from keras_itl.serving.batching import Batcher
+from keras_itl.serving.batching_parameters import BatchingOptions, load_batching_parameters
 from keras_itl.serving.client import GrpcClient, RestClient
 from keras_itl.serving.errors import InvalidArgument, Unavailable
 from keras_itl.serving.signatures import Signature

@@ -40,6 +40,8 @@ from tests.serving_helpers import (
     save_two_in_two_out,
 )
 
+pytestmark = pytest.mark.xdist_group("test_serving_hostile")  # one worker runs the module: its server starts once
+
 MAX_REQUEST_BYTES = 2_000_000
 GRPC_MAX_MESSAGE_BYTES = 4_000_000
 HEADER_TIMEOUT, BODY_TIMEOUT = 1.0, 2.0

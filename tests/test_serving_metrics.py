@@ -13,6 +13,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.serving_helpers import Server, post, request, save_affine, write_warmup
 
+pytestmark = pytest.mark.xdist_group("test_serving_metrics")  # one worker runs the module: its server starts once
+
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
