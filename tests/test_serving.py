@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import base64
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -482,7 +481,7 @@ def test_warmup_requests_replay_at_load_and_a_failing_warmup_blocks_the_version(
     assert "warm version 1: replayed 1 warmup requests" in server.log()
 
 
-# -- command line: names, shutdown -------------------------------------------------------------------
+# -- command line: names, imports -------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["../evil", "a/b", "..", "x/../y"])
 def test_serve_rejects_unsafe_model_names(tmp_path, name):
     result = CliRunner().invoke(main, ["serve", "--model-base-path", str(tmp_path), "--model-name", name])
@@ -510,23 +509,6 @@ def test_the_server_process_does_not_load_keras(server):
     mapped = Path(f"/proc/{server.process.pid}/maps").read_text()
     assert "/tensorflow/" in mapped
     assert "/sklearn/" not in mapped and "/matplotlib/" not in mapped
-
-
-def test_serve_from_base_path_and_sigterm_shuts_down_cleanly(models, tmp_path):
-    single = Server(["--model-base-path", str(models / "half_plus_two"), "--model-name", "hpt"],
-                    tmp_path / "server.log")
-    try:
-        single.wait_available("hpt")
-        assert post(model_url(single, "hpt:predict"), {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
-        single.process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        code = single.process.wait(timeout=15)
-        assert code == 0, single.log()
-        assert time.monotonic() - started < 10.0, "most of this is TensorFlow's own teardown at exit"
-    finally:
-        single.stop()
-    with pytest.raises(OSError):
-        request(model_url(single, "hpt"))
 
 
 # -- deployment files for the official server --------------------------------------------------------

@@ -1,8 +1,12 @@
 """Prometheus metrics of ``keras-itl serve`` under TF Serving's names, enabled by a MonitoringConfig file.
 
 The server batches requests and its model has a warmup file, so batching and warmup metrics show too.
+It serves from ``--model-base-path``; the last test stops it with SIGTERM and checks it exits cleanly.
 """
 from __future__ import annotations
+
+import signal
+import time
 
 import grpc
 import numpy as np
@@ -91,3 +95,15 @@ def test_requests_runtime_and_loads_are_counted_under_tf_serving_names(server):
 def test_metrics_are_only_served_at_the_configured_path(server):
     assert request(server.url + "/metrics")[0] == 404
     assert request(server.url + METRICS_PATH + "x")[0] == 404
+
+
+# -- last, as it stops the module's server ------------------------------------------------------------
+def test_serve_from_base_path_and_sigterm_shuts_down_cleanly(server):
+    assert post(f"{server.url}/v1/models/hpt:predict", {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
+    server.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = server.process.wait(timeout=15)
+    assert code == 0, server.log()
+    assert time.monotonic() - started < 10.0, "most of this is TensorFlow's own teardown at exit"
+    with pytest.raises(OSError):
+        request(f"{server.url}/v1/models/hpt")
