@@ -84,11 +84,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         blocks[block] += members
         room[block] -= len(members)
     homes: dict[str, int] = {}  # shared training fixture -> the block of its first test
+    turn = 0
     for item in items:
         if _xdist_group(item) is not None:
             continue
         shared = next((name for name in SHARED_TRAINING if name in item.fixturenames), None)
-        block = homes[shared] if shared in homes else room.index(max(room))  # round-robin while rooms are equal
+        if shared in homes:
+            block = homes[shared]
+        elif _expected_cost(item):  # the long tests round-robin; the short ones even the blocks up to their shares
+            block, turn = turn % workers, turn + 1
+        else:
+            block = room.index(max(room))
         if shared:
             homes[shared] = block
         blocks[block].append(item)
