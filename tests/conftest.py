@@ -71,12 +71,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     such a module's server started once per worker, and again each time another module's test ran
     between two of its tests.
     """
-    items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    groups: dict[str, list[pytest.Item]] = {}
+    groups: dict[str, list[pytest.Item]] = {}  # each in collection order: its tests may rely on it
     for item in items:
         if (group := _xdist_group(item)) is not None:
             groups.setdefault(group, []).append(item)
+    items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     blocks: list[list[pytest.Item]] = [[] for _ in range(workers)]
     room = _worksteal_shares(len(items), workers)
     for members in sorted(groups.values(), key=len, reverse=True):
