@@ -56,13 +56,11 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
           max_num_load_retries, load_retry_interval_micros, monitoring_config_file, enable_batching,
           batching_parameters_file, workers) -> None:
     """Serve SavedModels over TF Serving's REST and gRPC APIs, reloading new versions as they appear."""
+    # Every option and config file is checked before TensorFlow is imported, so a mistake is reported at once.
     from keras_itl.errors import UserError
-    from keras_itl.serving.batching import load_batching_parameters
+    from keras_itl.serving.batching_parameters import load_batching_parameters
     from keras_itl.serving.metrics import metrics_path
     from keras_itl.serving.model_config import load_model_config_file, single_model
-    from keras_itl.serving.model_manager import LoadRetries
-    from keras_itl.serving.rest import RestLimits
-    from keras_itl.serving.server import ServerOptions, run_server
 
     if model_config_file and (model_base_path or model_name):
         raise UserError("give either --model-config-file or --model-base-path with --model-name, not both")
@@ -75,6 +73,15 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
     if batching_parameters_file and not enable_batching:
         raise UserError("--batching_parameters_file needs --enable_batching")
     batching = load_batching_parameters(batching_parameters_file) if enable_batching else None
+    metrics = metrics_path(monitoring_config_file)
+
+    from keras_itl.serving.tensorflow_import import import_tensorflow_without_keras
+
+    import_tensorflow_without_keras()
+    from keras_itl.serving.model_manager import LoadRetries
+    from keras_itl.serving.rest import RestLimits
+    from keras_itl.serving.server import ServerOptions, run_server
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = RestLimits(max_request_bytes=max_request_bytes, header_timeout=header_timeout_seconds,
                         body_timeout=body_timeout_seconds)
@@ -82,7 +89,7 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
     run_server(models, ServerOptions(host=host, rest_port=rest_port, grpc_port=grpc_port, poll_seconds=poll_seconds,
                                      rest_limits=limits, grpc_max_message_bytes=grpc_max_message_bytes,
                                      workers=workers, grace_seconds=grace_seconds, load_retries=retries,
-                                     metrics_path=metrics_path(monitoring_config_file), batching=batching))
+                                     metrics_path=metrics, batching=batching))
 
 
 @click.command()

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from keras_itl.errors import UserError
-from keras_itl.serving.batching import Batcher, BatchingOptions
+from keras_itl.serving.batching import Batcher
+from keras_itl.serving.batching_parameters import BatchingOptions
 from keras_itl.serving.grpc_service import make_grpc_server
 from keras_itl.serving.http_server import HttpServer
 from keras_itl.serving.model_config import ModelConfig

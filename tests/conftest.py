@@ -44,29 +44,61 @@ def _expected_cost(item: pytest.Item) -> int:
     return 2 if any(arch in item.nodeid for arch in HEAVY_ARCHS) else 1
 
 
+def _xdist_group(item: pytest.Item) -> str | None:
+    """The name of the item's ``xdist_group`` mark: a module whose tests share a module-scoped server."""
+    mark = item.get_closest_marker("xdist_group")
+    return (mark.args[0] if mark.args else mark.kwargs["name"]) if mark else None
+
+
+def _worksteal_shares(count: int, workers: int) -> list[int]:
+    """How many tests of the collection ``--dist worksteal`` first sends to each worker, in order."""
+    shares = []
+    for remaining in range(workers, 0, -1):
+        shares.append((count - sum(shares)) // remaining)
+    return shares
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest first, dealt round-robin into one block per xdist worker.
+    """Longest first, dealt round-robin into one block per xdist worker; each xdist_group whole at a block's front.
 
     ``--dist worksteal`` hands the n-th block of the collection to the n-th worker, and an idle
     worker then takes the back half (the short tests) of a busy one's queue. Dealing the long tests
     out this way starts every worker on its share of them: sorted into one block, the two heavy
     architectures ran back to back on one worker while the other had nothing long left to take.
+    worksteal ignores ``xdist_group`` marks, so a grouped module (one server subprocess for all its
+    tests) is kept whole here: it opens a block, where no steal reaches, and every block is filled to
+    exactly the share worksteal sends, so no group straddles two workers. Dealt round-robin instead,
+    such a module's server started once per worker, and again each time another module's test ran
+    between two of its tests.
     """
+    groups: dict[str, list[pytest.Item]] = {}  # each in collection order: its tests may rely on it
+    for item in items:
+        if (group := _xdist_group(item)) is not None:
+            groups.setdefault(group, []).append(item)
     items.sort(key=_expected_cost, reverse=True)  # stable: collection order within a cost
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     blocks: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    room = _worksteal_shares(len(items), workers)
+    for members in sorted(groups.values(), key=len, reverse=True):
+        block = room.index(max(room))
+        blocks[block] += members
+        room[block] -= len(members)
     homes: dict[str, int] = {}  # shared training fixture -> the block of its first test
     turn = 0
     for item in items:
+        if _xdist_group(item) is not None:
+            continue
         shared = next((name for name in SHARED_TRAINING if name in item.fixturenames), None)
         if shared in homes:
-            blocks[homes[shared]].append(item)
-            continue
-        block = turn % workers
-        turn += 1
+            block = homes[shared]
+        elif _expected_cost(item):  # the long tests round-robin; the short ones even the blocks up to their shares
+            block, turn = turn % workers, turn + 1
+        else:
+            block = room.index(max(room))
         if shared:
             homes[shared] = block
         blocks[block].append(item)
+        room[block] -= 1
     items[:] = [item for block in blocks for item in block]
 
 

@@ -28,17 +28,19 @@ def free_port() -> int:
 
 
 class Server:
-    """A ``keras-itl serve`` subprocess with its ports and log."""
+    """A ``keras-itl serve`` subprocess listening on ``host`` (IPv4 or IPv6 loopback), with its ports and log."""
 
-    def __init__(self, args: list[str], log_path: Path):
+    def __init__(self, args: list[str], log_path: Path, host: str = "127.0.0.1"):
+        self.host = host
         self.rest_port, self.grpc_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.rest_port}"
-        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        address = f"[{host}]" if ":" in host else host
+        self.url = f"http://{address}:{self.rest_port}"
+        self.grpc_target = f"{address}:{self.grpc_port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from keras_itl.cli.main import main; main()", "serve",
+            [sys.executable, "-c", "from keras_itl.cli.main import main; main()", "serve", "--host", host,
              "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port), *args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
 

@@ -6,9 +6,11 @@ all the models of the module; hot reload and half-written versions work on their
 """
 from __future__ import annotations
 
+import ast
 import base64
 import json
-import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,6 +43,8 @@ from tests.serving_helpers import (
     save_two_in_two_out,
     write_warmup,
 )
+
+pytestmark = pytest.mark.xdist_group("test_serving")  # one worker runs the module: its server starts once
 
 MAX_REQUEST_BYTES = 200_000
 SPIN_STEPS = 150_000
@@ -477,7 +481,7 @@ def test_warmup_requests_replay_at_load_and_a_failing_warmup_blocks_the_version(
     assert "warm version 1: replayed 1 warmup requests" in server.log()
 
 
-# -- command line: names, shutdown -------------------------------------------------------------------
+# -- command line: names, imports -------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["../evil", "a/b", "..", "x/../y"])
 def test_serve_rejects_unsafe_model_names(tmp_path, name):
     result = CliRunner().invoke(main, ["serve", "--model-base-path", str(tmp_path), "--model-name", name])
@@ -485,21 +489,26 @@ def test_serve_rejects_unsafe_model_names(tmp_path, name):
     assert result.output.startswith("Error: invalid model name") and len(result.output.strip().splitlines()) == 1
 
 
-def test_serve_from_base_path_and_sigterm_shuts_down_cleanly(models, tmp_path):
-    single = Server(["--model-base-path", str(models / "half_plus_two"), "--model-name", "hpt"],
-                    tmp_path / "server.log")
-    try:
-        single.wait_available("hpt")
-        assert post(model_url(single, "hpt:predict"), {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
-        single.process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        code = single.process.wait(timeout=15)
-        assert code == 0, single.log()
-        assert time.monotonic() - started < 10.0, "most of this is TensorFlow's own teardown at exit"
-    finally:
-        single.stop()
-    with pytest.raises(OSError):
-        request(model_url(single, "hpt"))
+def test_serve_refuses_bad_options_before_importing_tensorflow(tmp_path):
+    params = tmp_path / "batching.config"
+    params.write_text("pad_variable_length_inputs: true\n")
+    report = ("import sys\nfrom keras_itl.cli.main import main\n"
+              "try:\n    main()\nfinally:\n    print(sorted(sys.modules))")
+    for args, fragment in ((["--model-base-path", str(tmp_path), "--model-name", "../evil"], "invalid model name"),
+                           (["--model-base-path", str(tmp_path), "--model-name", "m", "--enable_batching",
+                             "--batching_parameters_file", str(params)], "pad_variable_length_inputs")):
+        done = subprocess.run([sys.executable, "-c", report, "serve", *args], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 1 and done.stderr.startswith("Error: ") and fragment in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert "tensorflow" not in ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_server_process_does_not_load_keras(server):
+    """TensorFlow's eager import of Keras (and so of scikit-learn and matplotlib) is skipped by the server."""
+    mapped = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "/tensorflow/" in mapped
+    assert "/sklearn/" not in mapped and "/matplotlib/" not in mapped
 
 
 # -- deployment files for the official server --------------------------------------------------------

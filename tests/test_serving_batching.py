@@ -1,4 +1,7 @@
-"""Server-side batching: concurrent requests share model calls, get their own rows back, fail alone."""
+"""Server-side batching: concurrent requests share model calls, get their own rows back, fail alone.
+
+A batching ``keras-itl serve`` answering concurrent REST and gRPC requests is tested in test_serving_metrics.py,
+on that module's batching server."""
 from __future__ import annotations
 
 import threading
@@ -11,11 +14,10 @@ from click.testing import CliRunner
 
 from keras_itl.cli.main import main
 from keras_itl.errors import UserError
-from keras_itl.serving.batching import Batcher, BatchingOptions, load_batching_parameters
-from keras_itl.serving.client import GrpcClient, RestClient
+from keras_itl.serving.batching import Batcher
+from keras_itl.serving.batching_parameters import BatchingOptions, load_batching_parameters
 from keras_itl.serving.errors import InvalidArgument, Unavailable
 from keras_itl.serving.signatures import Signature
-from tests.serving_helpers import Server, save_affine
 
 
 class Recorder:
@@ -116,28 +118,3 @@ def test_batching_parameters_file(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--model-base-path", str(tmp_path), "--model-name", "m",
                                        "--enable_batching", "--batching_parameters_file", str(path)])
     assert result.exit_code != 0 and "allowed_batch_sizes must increase and end at max_batch_size" in result.output
-
-
-@pytest.mark.slow
-def test_batching_server_answers_rest_and_grpc_concurrently(tmp_path):
-    save_affine(tmp_path / "hpt" / "1", 0.5, 2.0)
-    params = tmp_path / "batching.config"
-    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n")
-    server = Server(["--model-base-path", str(tmp_path / "hpt"), "--model-name", "hpt", "--enable_batching",
-                     "--batching_parameters_file", str(params)], tmp_path / "server.log")
-    try:
-        server.wait_available("hpt")
-        rest = RestClient(server.url, "hpt")
-
-        def one(i: int) -> np.ndarray:
-            x = np.full((1 + i % 3, 1), float(i), np.float32)
-            if i % 2:
-                return rest.predict(x)["y"], x
-            with GrpcClient(server.grpc_target, "hpt") as rpc:
-                return rpc.predict(x)["y"], x
-
-        with ThreadPoolExecutor(8) as pool:
-            for y, x in pool.map(one, range(24)):
-                np.testing.assert_array_equal(y, 0.5 * x + 2.0)
-    finally:
-        server.stop()

@@ -5,7 +5,8 @@ bodies that used to crash the JSON decoder, version paths outside int64, protoco
 came back as text/plain, slowloris connections, gRPC tensors that claimed terabytes, failed loads
 that were never retried, SIGTERM waiting for a huge request, IPv6 hosts. A seeded fuzz test then
 throws a few hundred bodies of those classes at REST and gRPC (TF Serving's and v2's) and checks the
-server stays correct.
+server stays correct. One server serves the module, on the IPv6 loopback where the machine has one;
+the last test stops it with SIGTERM during a slow request.
 """
 from __future__ import annotations
 
@@ -40,12 +41,15 @@ from tests.serving_helpers import (
     save_two_in_two_out,
 )
 
+pytestmark = pytest.mark.xdist_group("test_serving_hostile")  # one worker runs the module: its server starts once
+
 MAX_REQUEST_BYTES = 2_000_000
 GRPC_MAX_MESSAGE_BYTES = 4_000_000
 HEADER_TIMEOUT, BODY_TIMEOUT = 1.0, 2.0
 LOAD_RETRIES = 3
 RETRY_INTERVAL = 2.0
-SERVED = ("hpt", "multi", "text", "classifier")
+SERVED = ("hpt", "multi", "text", "classifier", "spin")
+GRACE_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,7 @@ def models(tmp_path_factory) -> Path:
     save_two_in_two_out(root / "multi" / "1")
     save_text(root / "text" / "1")
     save_classifier(root / "classifier" / "1")
+    save_spin(root / "spin" / "1")
     # "late": saved_model.pb copied before variables/, as a careless copy does; "broken": never loadable.
     save_affine(root / "staging" / "late", 1.0, 5.0)
     (root / "late" / "1").mkdir(parents=True)
@@ -64,8 +69,18 @@ def models(tmp_path_factory) -> Path:
     return root
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
+    """The module's server, on the IPv6 loopback where there is one; the module's last test stops it."""
     config = tmp_path_factory.mktemp("hostile-config") / "models.config"
     entries = [f'config {{ name: "{name}" base_path: "{models / name}" model_platform: "tensorflow" }}'
                for name in (*SERVED, "late", "broken")]
@@ -75,8 +90,9 @@ def server(models, tmp_path_factory):
                       "--grpc-max-message-bytes", str(GRPC_MAX_MESSAGE_BYTES),
                       "--header-timeout-seconds", str(HEADER_TIMEOUT), "--body-timeout-seconds", str(BODY_TIMEOUT),
                       "--max_num_load_retries", str(LOAD_RETRIES),
-                      "--load_retry_interval_micros", str(int(RETRY_INTERVAL * 1e6))],
-                     config.parent / "server.log")
+                      "--load_retry_interval_micros", str(int(RETRY_INTERVAL * 1e6)),
+                      "--grace-seconds", str(GRACE_SECONDS)],
+                     config.parent / "server.log", host="::1" if _ipv6_loopback() else "127.0.0.1")
     try:
         for name in SERVED:
             running.wait_available(name)
@@ -164,7 +180,7 @@ def test_versions_are_ascii_int64(server, version, expected):
 
 def raw_exchange(server: Server, data: bytes, timeout: float = 10.0) -> bytes:
     """Send raw bytes on a new connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=timeout) as sock:
+    with socket.create_connection((server.host, server.rest_port), timeout=timeout) as sock:
         sock.sendall(data)
         answer = b""
         while chunk := sock.recv(65536):
@@ -375,39 +391,22 @@ def test_seeded_fuzz_keeps_the_server_correct_and_bounded(server):
     assert _rss_kib(server.process.pid) - before < 400 * 1024, "the server's memory grew by over 400 MB"
 
 
-# -- process-level behaviour: its own server ---------------------------------------------------------
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-def test_ipv6_host_and_sigterm_exit_bounded_by_the_grace_period(models, tmp_path):
-    if not _ipv6_loopback():
+# -- process-level behaviour: last, as it stops the module's server -------------------------------------
+def test_ipv6_host_and_sigterm_exit_bounded_by_the_grace_period(server):
+    if server.host != "::1":
         pytest.skip("this machine has no IPv6 loopback")
-    save_spin(tmp_path / "spin" / "1")
-    server = Server(["--model-base-path", str(tmp_path / "spin"), "--model-name", "spin", "--host", "::1",
-                     "--grace-seconds", "1"], tmp_path / "server.log")
-    server.url = f"http://[::1]:{server.rest_port}"
-    server.grpc_target = f"[::1]:{server.grpc_port}"
-    try:
-        server.wait_available("spin")
-        assert post(url(server, "spin:predict"), {"inputs": 10})[0] == 200
-        assert grpc_predict(server, {"steps": tf.make_tensor_proto(np.int64(10))}, model="spin").outputs["total"]
-        def slow_request() -> None:
-            with contextlib.suppress(OSError):  # the server goes away mid-request
-                request(url(server, "spin:predict"), b'{"inputs": 2000000000}')
+    assert post(url(server, "spin:predict"), {"inputs": 10})[0] == 200
+    assert grpc_predict(server, {"steps": tf.make_tensor_proto(np.int64(10))}, model="spin").outputs["total"]
 
-        slow = threading.Thread(target=slow_request, daemon=True)
-        slow.start()
-        time.sleep(1.0)  # the slow prediction is running
-        server.process.terminate()
-        started = time.monotonic()
-        server.process.wait(timeout=30)
-        assert time.monotonic() - started < 15, "exit waited for the request instead of the grace period"
-        assert "still running" in server.log() or "shutting down" in server.log()
-    finally:
-        server.stop()
+    def slow_request() -> None:
+        with contextlib.suppress(OSError):  # the server goes away mid-request
+            request(url(server, "spin:predict"), b'{"inputs": 2000000000}')
+
+    slow = threading.Thread(target=slow_request, daemon=True)
+    slow.start()
+    time.sleep(1.0)  # the slow prediction is running
+    server.process.terminate()
+    started = time.monotonic()
+    server.process.wait(timeout=30)
+    assert time.monotonic() - started < 15, "exit waited for the request instead of the grace period"
+    assert "still running" in server.log() or "shutting down" in server.log()

@@ -1,8 +1,15 @@
-"""Prometheus metrics of ``keras-itl serve`` under TF Serving's names, enabled by a MonitoringConfig file.
+"""A server that batches (``--enable_batching`` with a BatchingParameters file) and exports Prometheus
+metrics under TF Serving's names (a MonitoringConfig file), serving from ``--model-base-path``.
 
-The server batches requests and its model has a warmup file, so batching and warmup metrics show too.
+Its model has a warmup file, so batching and warmup metrics show too. The tests run in order on the
+module's one server: the metrics are counted first, then concurrent REST and gRPC requests are
+batched, and the last test stops it with SIGTERM and checks it exits cleanly.
 """
 from __future__ import annotations
+
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -11,7 +18,10 @@ import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from keras_itl.serving.client import GrpcClient, RestClient
 from tests.serving_helpers import Server, post, request, save_affine, write_warmup
+
+pytestmark = pytest.mark.xdist_group("test_serving_metrics")  # one worker runs the module: its server starts once
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -23,8 +33,11 @@ def server(tmp_path_factory):
     write_warmup(root / "hpt" / "1", np.ones((1, 1), np.float32))
     config = root / "monitoring.config"
     config.write_text(f'prometheus_config {{\n  enable: true,\n  path: "{METRICS_PATH}"\n}}\n')
+    params = root / "batching.config"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 20000 }\n")
     running = Server(["--model-base-path", str(root / "hpt"), "--model-name", "hpt",
-                      "--monitoring_config_file", str(config), "--enable_batching"], root / "server.log")
+                      "--monitoring_config_file", str(config), "--enable_batching",
+                      "--batching_parameters_file", str(params)], root / "server.log")
     try:
         running.wait_available("hpt")
         yield running
@@ -89,3 +102,31 @@ def test_requests_runtime_and_loads_are_counted_under_tf_serving_names(server):
 def test_metrics_are_only_served_at_the_configured_path(server):
     assert request(server.url + "/metrics")[0] == 404
     assert request(server.url + METRICS_PATH + "x")[0] == 404
+
+
+@pytest.mark.slow
+def test_batching_server_answers_rest_and_grpc_concurrently(server):
+    rest = RestClient(server.url, "hpt")
+
+    def one(i: int) -> np.ndarray:
+        x = np.full((1 + i % 3, 1), float(i), np.float32)
+        if i % 2:
+            return rest.predict(x)["y"], x
+        with GrpcClient(server.grpc_target, "hpt") as rpc:
+            return rpc.predict(x)["y"], x
+
+    with ThreadPoolExecutor(8) as pool:
+        for y, x in pool.map(one, range(24)):
+            np.testing.assert_array_equal(y, 0.5 * x + 2.0)
+
+
+# -- last, as it stops the module's server ------------------------------------------------------------
+def test_serve_from_base_path_and_sigterm_shuts_down_cleanly(server):
+    assert post(f"{server.url}/v1/models/hpt:predict", {"instances": [[1.0]]}) == (200, {"predictions": [[2.5]]})
+    server.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = server.process.wait(timeout=15)
+    assert code == 0, server.log()
+    assert time.monotonic() - started < 10.0, "most of this is TensorFlow's own teardown at exit"
+    with pytest.raises(OSError):
+        request(f"{server.url}/v1/models/hpt")

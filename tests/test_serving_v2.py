@@ -15,6 +15,8 @@ from tritonclient.utils import InferenceServerException
 
 from tests.serving_helpers import Server, get_json, post, request, save_affine, save_text, save_two_in_two_out
 
+pytestmark = pytest.mark.xdist_group("test_serving_v2")  # one worker runs the module: its server starts once
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
