@@ -45,8 +45,8 @@ def forward_function(model: keras.Model) -> tf.types.experimental.PolymorphicFun
     """
     if model not in _FORWARD:
         model_ref = weakref.ref(model)
-        images = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)  # any batch size: traced once
-        _FORWARD[model] = tf.function(lambda images: model_ref()(images, training=False), input_signature=[images])
+        batch = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)  # any batch size: traced once
+        _FORWARD[model] = tf.function(lambda images: model_ref()(images, training=False), input_signature=[batch])
     return _FORWARD[model]
 
 

@@ -93,12 +93,12 @@ class _ServingModule(tf.Module):
 
     def __init__(self, model: keras.Model, class_names_file: Path, max_decoded_pixels: int):
         super().__init__()
+        self.image_shape = _image_shape(model)  # first: a model that cannot be exported is refused untraced
         forward = forward_function(model).get_concrete_function()  # the evaluations' trace, if it was evaluated
         self._forward = lambda images: forward(images)  # a plain callable: not tracked
         self.model_variables = [variable.value for variable in model.variables]  # the tf.Variables the signatures read
         self.max_decoded_pixels = max_decoded_pixels
         self.class_names = tf.saved_model.Asset(str(class_names_file))
-        self.image_shape = _image_shape(model)
         height, width, channels = self.image_shape
         self.serve_images = tf.function(
             self._predict, input_signature=[tf.TensorSpec([None, height, width, channels], tf.float32, name="images")])

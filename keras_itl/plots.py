@@ -86,6 +86,7 @@ def plot_image_grid(images: np.ndarray, titles: list[str], path: str | os.PathLi
     """Images (uint8, HxWx1 or HxWx3) in a grid, each with a short title above it.
 
     The grid is one picture on one axes: laying out a subplot per image took about a second a figure.
+    Pixels show on the fixed 0-255 scale (no per-image contrast stretch), as the model sees them.
     """
     rows = max(1, -(-len(images) // columns))
     figure, axis = plt.subplots(figsize=(columns * 1.6, rows * 1.9))

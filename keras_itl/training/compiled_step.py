@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -30,7 +31,8 @@ class CompiledStep:
     optimizer: keras.optimizers.Optimizer
     cosine: keras.optimizers.schedules.CosineDecay | None  # its rate and length are variables; None: constant rate
     run_step: Callable  # one step on a distributed batch, not yet traced
-    traced: dict = field(default_factory=dict)  # the batches' element spec -> the traced step
+    initial_state: list[np.ndarray]  # the optimizer's variables as built: what a fresh one starts from
+    traced: dict[tf.TypeSpec, tf.types.experimental.PolymorphicFunction] = field(default_factory=dict)
 
     def step(self, batches: tf.distribute.DistributedDataset) -> tf.types.experimental.PolymorphicFunction:
         """The step traced for these batches' spec, whose batch dimension is unknown: a last, smaller
@@ -41,9 +43,9 @@ class CompiledStep:
         return self.traced[spec]
 
     def reset(self, learning_rate: float, decay_steps: int) -> None:
-        """A fresh optimizer's state (every slot and the iteration count zero) at this phase's rate and length."""
-        for variable in self.optimizer.variables:
-            variable.assign(tf.zeros_like(variable))
+        """A fresh optimizer's state (its slots and iteration count as built) at this phase's rate and length."""
+        for variable, value in zip(self.optimizer.variables, self.initial_state):
+            variable.assign(value)
         if self.cosine is None:
             self.optimizer.learning_rate = learning_rate
         else:
@@ -71,6 +73,11 @@ def compiled_step(model: keras.Model, strategy: tf.distribute.Strategy, *, optim
     return cached
 
 
+def release_compiled_steps(model: keras.Model) -> None:
+    """Drop the optimizers and traced steps ``model`` keeps, once no more training will follow."""
+    _STEPS.pop(model, None)
+
+
 def compiled_steps(model: keras.Model) -> list[tf.types.experimental.PolymorphicFunction]:
     """The traced steps ``model`` keeps, one per trainable set (and batch spec) it was trained with."""
     return [step for compiled in _STEPS.get(model, {}).values() for step in compiled.traced.values()]
@@ -83,8 +90,15 @@ def _trainable_flags(layer: keras.layers.Layer):
         yield from _trainable_flags(inner)
 
 
+_OPTIMIZERS: dict[str, Callable] = {  # registry.OPTIMIZERS -> how to make one
+    "adam": keras.optimizers.Adam,
+    "sgd": lambda rate: keras.optimizers.SGD(rate, momentum=0.9),
+}
+
+
 def _build(model: keras.Model, strategy: tf.distribute.Strategy, optimizer: str, learning_rate: float,
            schedule: str, decay_steps: int) -> CompiledStep:
+    """A new optimizer for the model's trainable variables, built under the strategy, and its untraced step."""
     with strategy.scope():
         cosine = None
         if schedule == "cosine":
@@ -93,15 +107,15 @@ def _build(model: keras.Model, strategy: tf.distribute.Strategy, optimizer: str,
             cosine = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps)
             cosine.initial_learning_rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False)
             cosine.decay_steps = tf.Variable(decay_steps, dtype=tf.int64, trainable=False)
-        rate = cosine or learning_rate
-        made = keras.optimizers.SGD(rate, momentum=0.9) if optimizer == "sgd" else keras.optimizers.Adam(rate)
+        made = _OPTIMIZERS[optimizer](cosine or learning_rate)
         made.build(model.trainable_variables)
-    return CompiledStep(strategy=strategy, optimizer=made, cosine=cosine,
-                        run_step=_step_function(weakref.ref(model), made, strategy))
+    return CompiledStep(strategy=strategy, optimizer=made, cosine=cosine, initial_state=[
+        variable.numpy() for variable in made.variables], run_step=_step_function(weakref.ref(model), made, strategy))
 
 
 def _step_function(model_ref: weakref.ref, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy
                    ) -> Callable:
+    """One training step on a distributed batch: per-replica losses summed over the global batch, then applied."""
     variables = model_ref().trainable_variables
 
     def replica_step(images, labels):

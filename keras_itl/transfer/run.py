@@ -21,6 +21,7 @@ from keras_itl.export import export_model
 from keras_itl.plots import plot_training_curves
 from keras_itl.run_record import RunRecord
 from keras_itl.training import TrainResult, guard_run_options, is_chief, make_strategy
+from keras_itl.training.compiled_step import release_compiled_steps
 from keras_itl.transfer.config import TransferConfig
 from keras_itl.transfer.fine_tuning import build_initial_model, fit_target
 from keras_itl.transfer.instance_method import run_instance_method
@@ -38,7 +39,8 @@ class TransferResult:
     seconds: float
     files: dict[str, str] = field(default_factory=dict)
     influence: dict | None = None
-    model: keras.Model | None = field(default=None, repr=False, compare=False)  # the trained model, in memory
+    # the trained model, in memory (an experiment exports its best run's from here); not part of the record
+    model: keras.Model | None = field(default=None, repr=False, compare=False)
 
     @property
     def dropped(self) -> int:
@@ -101,6 +103,7 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
     else:
         phases = fit_target(model, data.split("train"), data.split("val"), config, strategy=strategy,
                             run_dir=output_dir, resume=resume, verbose=verbose)
+    release_compiled_steps(model)  # training is over: its optimizers need not live as long as the model
     test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
     result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
                             output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
