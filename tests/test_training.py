@@ -108,22 +108,24 @@ def test_two_replicas_reach_the_same_weights_as_one(tmp_path, data, initial_weig
 @pytest.mark.parametrize(("optimizer", "schedule"), [("adam", "cosine"), ("sgd", "constant")])
 def test_a_later_phase_reuses_the_traced_step_and_ends_like_a_fresh_optimizer(tmp_path, data, initial_weights,
                                                                               optimizer, schedule):
-    """A phase on a model that trained before - with another trainable set, rate and length in between -
-    ends with the weights of a new model trained by that phase alone, and traces no new step."""
+    """A phase on a model that trained before - on other data, another trainable set in between, at another
+    constant rate - ends with the weights of a new model trained by that phase alone, to the last bit, and
+    traces no new step. (A cosine schedule keeps a step per rate and length, so there the earlier phases
+    share the later one's: 3 epochs of 4 steps.)"""
     train, _ = data
     strategy = one_replica()
     later = TrainConfig(epochs=3, batch_size=16, learning_rate=2e-3, optimizer=optimizer, lr_schedule=schedule,
                         patience=None, seed=5)
-    earlier = replace(later, epochs=1, learning_rate=5e-3, seed=6)  # a cosine 6 steps long, the later one 12
-    subset = train.subset(np.arange(64))  # 4 steps an epoch, the earlier phase 6
+    earlier = replace(later, seed=6, learning_rate=later.learning_rate if schedule == "cosine" else 5e-3)
+    subset, other = train.subset(np.arange(64)), train.subset(np.arange(32, 96))  # 4 steps an epoch each
 
     fresh = _model(strategy, init=initial_weights)
     train_model(fresh, subset, None, later, strategy=strategy, run_dir=tmp_path / "fresh", verbose=False)
 
     reused = _model(strategy, init=initial_weights)
-    train_model(reused, train, None, earlier, strategy=strategy, run_dir=tmp_path / "1", verbose=False)
+    train_model(reused, other, None, earlier, strategy=strategy, run_dir=tmp_path / "1", verbose=False)
     reused.layers[-1].trainable = False  # another trainable set: its own step
-    train_model(reused, train, None, earlier, strategy=strategy, run_dir=tmp_path / "2", verbose=False)
+    train_model(reused, other, None, earlier, strategy=strategy, run_dir=tmp_path / "2", verbose=False)
     reused.layers[-1].trainable = True
     reused.set_weights(initial_weights)
     train_model(reused, subset, None, later, strategy=strategy, run_dir=tmp_path / "3", verbose=False)

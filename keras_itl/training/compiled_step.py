@@ -4,10 +4,11 @@ Tracing a training step costs far more than running it on a small target: about 
 for DenseNet121 on this 2-core machine, against a second or two for an epoch of a few hundred
 images. The instance method trains the same model again after selecting instances (and once per
 candidate drop set when candidates are judged by full refits), with the same trainable variables
-and settings - only the data and the number of steps differ. So a model keeps one optimizer and
-traced step per trainable set: a later phase resets the optimizer's state to a fresh optimizer's
-(zeros), sets its learning rate and cosine length, and runs the step it already has, with the
-same numbers as a new optimizer and a new trace.
+and settings - only the data differ, and the number of steps when instances were dropped. So a
+model keeps one optimizer and traced step per trainable set (and, under a cosine schedule, per
+rate and length, which the graph holds as numbers): a later phase resets the optimizer's state to
+the one it was built with, sets a constant rate, and runs the step it already has - the same
+weights, to the last bit, as a new optimizer and a new trace.
 
 The cache holds models weakly and the step reaches its model through a weak reference, so a
 model nobody else holds is freed with its graphs.
@@ -25,11 +26,11 @@ import tensorflow as tf
 
 @dataclass
 class CompiledStep:
-    """One trainable set's optimizer, the variables its learning rate is read from, and the traced step."""
+    """One trainable set's optimizer and its traced step."""
 
     strategy: tf.distribute.Strategy
     optimizer: keras.optimizers.Optimizer
-    cosine: keras.optimizers.schedules.CosineDecay | None  # its rate and length are variables; None: constant rate
+    cosine: bool  # a cosine schedule, whose rate and length are part of the step's key; else a constant rate
     run_step: Callable  # one step on a distributed batch, not yet traced
     initial_state: list[np.ndarray]  # the optimizer's variables as built: what a fresh one starts from
     traced: dict[tf.TypeSpec, tf.types.experimental.PolymorphicFunction] = field(default_factory=dict)
@@ -42,15 +43,12 @@ class CompiledStep:
             self.traced[spec] = tf.function(self.run_step, input_signature=[spec])
         return self.traced[spec]
 
-    def reset(self, learning_rate: float, decay_steps: int) -> None:
-        """A fresh optimizer's state (its slots and iteration count as built) at this phase's rate and length."""
+    def reset(self, learning_rate: float) -> None:
+        """A fresh optimizer's state (its slots and iteration count as built) at this phase's rate."""
         for variable, value in zip(self.optimizer.variables, self.initial_state):
             variable.assign(value)
-        if self.cosine is None:
+        if not self.cosine:
             self.optimizer.learning_rate = learning_rate
-        else:
-            self.cosine.initial_learning_rate.assign(learning_rate)
-            self.cosine.decay_steps.assign(decay_steps)
 
 
 _STEPS: weakref.WeakKeyDictionary[keras.Model, dict[tuple, CompiledStep]] = weakref.WeakKeyDictionary()
@@ -64,12 +62,16 @@ def compiled_step(model: keras.Model, strategy: tf.distribute.Strategy, *, optim
     variables and the same ``trainable`` flag on every layer (the flag decides, for instance,
     whether BatchNormalization runs in training or inference mode inside the traced graph).
     """
-    key = (optimizer, schedule, tuple(id(v) for v in model.trainable_variables), tuple(_trainable_flags(model)))
+    # a cosine schedule's rate and length stay Python numbers in the graph: read from variables, TensorFlow
+    # computes the schedule in another order and the weights differ in their last bits
+    length = (learning_rate, decay_steps) if schedule == "cosine" else None
+    key = (optimizer, schedule, length, tuple(id(v) for v in model.trainable_variables),
+           tuple(_trainable_flags(model)))
     steps = _STEPS.setdefault(model, {})
     cached = steps.get(key)
     if cached is None or cached.strategy is not strategy:
         cached = steps[key] = _build(model, strategy, optimizer, learning_rate, schedule, decay_steps)
-    cached.reset(learning_rate, decay_steps)
+    cached.reset(learning_rate)
     return cached
 
 
@@ -100,14 +102,9 @@ def _build(model: keras.Model, strategy: tf.distribute.Strategy, optimizer: str,
            schedule: str, decay_steps: int) -> CompiledStep:
     """A new optimizer for the model's trainable variables, built under the strategy, and its untraced step."""
     with strategy.scope():
-        cosine = None
-        if schedule == "cosine":
-            # Keras' cosine decay reading its rate and length from variables: the same arithmetic in the
-            # graph as with Python numbers, but a later phase can change them without a new trace.
-            cosine = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps)
-            cosine.initial_learning_rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False)
-            cosine.decay_steps = tf.Variable(decay_steps, dtype=tf.int64, trainable=False)
-        made = _OPTIMIZERS[optimizer](cosine or learning_rate)
+        cosine = schedule == "cosine"
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps) if cosine else learning_rate
+        made = _OPTIMIZERS[optimizer](rate)
         made.build(model.trainable_variables)
     return CompiledStep(strategy=strategy, optimizer=made, cosine=cosine, initial_state=[
         variable.numpy() for variable in made.variables], run_step=_step_function(weakref.ref(model), made, strategy))
