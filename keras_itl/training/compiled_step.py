@@ -58,14 +58,15 @@ def compiled_step(model: keras.Model, strategy: tf.distribute.Strategy, *, optim
                   schedule: str, decay_steps: int) -> CompiledStep:
     """The optimizer and training step for ``model``'s current trainable set, reset for a new phase.
 
-    A step is reused only for the same strategy, optimizer kind and schedule, the same trainable
-    variables and the same ``trainable`` flag on every layer (the flag decides, for instance,
-    whether BatchNormalization runs in training or inference mode inside the traced graph).
+    A step is reused only for the same strategy, optimizer kind and schedule (for a cosine schedule,
+    the same rate and length too), the same trainable variables and the same ``trainable`` flag on
+    every layer (the flag decides, for instance, whether BatchNormalization runs in training or
+    inference mode inside the traced graph).
     """
     # a cosine schedule's rate and length stay Python numbers in the graph: read from variables, TensorFlow
     # computes the schedule in another order and the weights differ in their last bits
-    length = (learning_rate, decay_steps) if schedule == "cosine" else None
-    key = (optimizer, schedule, length, tuple(id(v) for v in model.trainable_variables),
+    cosine_numbers = (learning_rate, decay_steps) if schedule == "cosine" else None
+    key = (optimizer, schedule, cosine_numbers, tuple(id(v) for v in model.trainable_variables),
            tuple(_trainable_flags(model)))
     steps = _STEPS.setdefault(model, {})
     cached = steps.get(key)
