@@ -14,6 +14,12 @@ import os
 
 import tensorflow as tf
 
+try:  # oneDNN's on/off state as the runtime decided it (the default depends on the CPU)
+    from tensorflow.python.util._pywrap_util_port import IsMklEnabled as _onednn_enabled
+except ImportError:  # a TensorFlow without that binding: the documented switch says what was asked for
+    def _onednn_enabled() -> bool:
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0").strip().lower() in ("1", "true")
+
 THREADS_ENV = "KERAS_ITL_THREADS"  # intra-op threads (default 1: reductions in one fixed order)
 
 
@@ -34,3 +40,11 @@ def make_deterministic() -> dict:
     except RuntimeError:  # the runtime is initialised: the pools keep their sizes
         return {"op_determinism": True, "threads": None}
     return {"op_determinism": True, "threads": threads}
+
+
+def kernel_settings() -> dict:
+    """What picks the CPU kernels a run computes with and so changes its numbers in the last bits: whether
+    oneDNN is on (TensorFlow turns it on by itself on some CPUs, ``TF_ENABLE_ONEDNN_OPTS`` overrides) and
+    the intra-op pool size. Part of what a cached result is keyed by."""
+    return {"onednn": bool(_onednn_enabled()),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}

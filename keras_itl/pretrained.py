@@ -21,6 +21,7 @@ import tensorflow as tf
 from keras_itl import registry
 from keras_itl.backbones import build_model, copy_backbone
 from keras_itl.datasets import TargetDataset, load_dataset
+from keras_itl.determinism import kernel_settings
 from keras_itl.errors import UserError, one_line
 from keras_itl.training import TrainConfig, train_model
 
@@ -54,7 +55,8 @@ def cache_dir() -> Path:
 def _cache_key(fields: dict) -> str:
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
     readable = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{fields['arch']}-{fields['source']}-{fields['image_size']}px")
-    return f"{readable}-seed{fields['seed']}-{digest}"
+    kernels = "-onednn" if fields["onednn"] else ""
+    return f"{readable}-seed{fields['seed']}{kernels}-{digest}"
 
 
 def pretrain_on_dataset(
@@ -69,11 +71,15 @@ def pretrain_on_dataset(
     val_fraction: float = registry.VAL_FRACTION,
     verbose: bool = True,
 ) -> Path:
-    """Train ``arch`` from scratch on the source dataset (or reuse the cached result); return its path."""
+    """Train ``arch`` from scratch on the source dataset (or reuse the cached result); return its path.
+
+    The cache key holds every setting that changes the weights, the CPU kernel family and thread count
+    included, so a run never reuses a source trained with other kernels (whose weights differ)."""
     fields = {"source": source, "arch": arch, "image_size": image_size, "channels": channels,
               "seed": config.seed, "epochs": config.epochs, "batch_size": config.batch_size,
               "learning_rate": config.learning_rate, "optimizer": config.optimizer,
-              "lr_schedule": config.lr_schedule, "patience": config.patience, "val_fraction": val_fraction}
+              "lr_schedule": config.lr_schedule, "patience": config.patience, "val_fraction": val_fraction,
+              **kernel_settings()}
     key = _cache_key(fields)
     path = cache_dir() / f"{key}.keras"
     # The workers of one cluster pretrain together (collectives): only separate processes take turns.

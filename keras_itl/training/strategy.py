@@ -11,6 +11,7 @@ import os
 
 import tensorflow as tf
 
+from keras_itl.determinism import make_deterministic
 from keras_itl.errors import UserError
 
 
@@ -29,8 +30,11 @@ def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy for a multi-worker TF_CONFIG, else MirroredStrategy(devices).
 
     One strategy per device set and process: two strategies over the same devices would reuse the
-    same collective-op keys, and their gradient reductions would collide.
+    same collective-op keys, and their gradient reductions would collide. Listing devices starts
+    TensorFlow's runtime, after which its thread pools cannot change: the deterministic settings come
+    first, so a run computes the same numbers whichever command created its strategy.
     """
+    make_deterministic()
     if _cluster_workers() > 1:
         return _multi_worker_strategy()
     local = devices or [d.name for d in tf.config.list_logical_devices("GPU")] or \
