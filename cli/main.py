@@ -54,8 +54,10 @@ def main() -> None:
               help="Global batch size (split across replicas).")
 @click.option("--lr", type=float, default=registry.LEARNING_RATE, show_default=True, callback=positive,
               help="Learning rate.")
-@click.option("--fine-tune-lr-factor", type=float, default=registry.FINE_TUNE_LR_FACTOR, show_default=True,
-              help="--method model: the fine-tuning phase uses lr times this factor.")
+@click.option("--fine-tune-lr-factor", type=float, default=registry.FINE_TUNE_LR_FACTOR, callback=positive,
+              help="Fine-tuning (model and instance methods) uses lr times this factor. [default: chosen on the "
+              f"validation data: fine-tuned once per factor of {', '.join(map(str, registry.FINE_TUNE_LR_FACTORS))} "
+              "from the same head, the lowest validation loss kept]")
 @click.option("--fine-tune-layers", type=int, default=None, callback=positive,
               help="--method model: unfreeze only the top N backbone layers. [default: all]")
 @click.option("--optimizer", type=click.Choice(registry.OPTIMIZERS), default=registry.OPTIMIZER, show_default=True,
@@ -92,9 +94,9 @@ def main() -> None:
 @click.option("--policy", default=registry.POLICY, show_default=True,
               metavar="sign|fraction:P|auto|loss:P|cleanlab|random:P",
               help="--method instance: which instances to drop. sign: every one predicted harmful; fraction:P: "
-              "the P most harmful; auto: judge candidate drop sets on the selection part of the validation "
-              "data and keep the best. Baselines: loss:P the P highest warm-up losses; cleanlab: confident "
-              "learning's label issues; random:P a random P.")
+              "the P most harmful; auto: judge candidate drop sets on validation data that did not rank them "
+              "(with --auto-judge head, two cross-fitted folds pooled) and keep the best. Baselines: loss:P the "
+              "P highest warm-up losses; cleanlab: confident learning's label issues; random:P a random P.")
 @click.option("--auto-judge", type=click.Choice(registry.AUTO_JUDGES), default=registry.AUTO_JUDGE, show_default=True,
               help="--policy auto: judge each candidate by a head-only refit on cached backbone features (cheap) "
               "or by a full fine-tune (slow); only the winner is fully refit either way.")
@@ -103,8 +105,9 @@ def main() -> None:
               "margin of the lowest validation loss, so tiny differences do not decide.")
 @click.option("--auto-min-z", type=float, default=registry.AUTO_MIN_Z, show_default=True,
               help="--policy auto: drop a candidate set only if its mean per-example win over keeping everything, "
-              "on the selection part, exceeds this many standard errors; of those, keep the largest set the "
-              "best does not beat by more (0: no such test, the --auto-margin rule).")
+              "on the judging validation data (head judge: both cross-fitted folds pooled), exceeds this many "
+              "standard errors; of those, keep the largest set the best does not beat by more (0: no such test, "
+              "the --auto-margin rule).")
 @influence_options
 @click.option("--instance-start", type=click.Choice(registry.INSTANCE_STARTS), default=registry.INSTANCE_START,
               show_default=True,

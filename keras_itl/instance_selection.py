@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -47,43 +47,60 @@ class RankedInstances:
     train: Split
     ranking: Ranking
     train_features: np.ndarray
-    selection_features: np.ndarray
-    selection_labels: np.ndarray
+    judge_parts: dict[str, tuple[np.ndarray, np.ndarray]]  # validation part -> (its head features, its labels)
     num_classes: int
     influence: InfluenceResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # cross-fitting: (the ranking scored against one validation part, the other part that judges it)
+    folds: list[tuple[np.ndarray, str]] = field(default_factory=list)
 
-    def head_losses(self, keep: np.ndarray) -> np.ndarray:
-        """Per-example selection-part losses of a head refit on the kept instances' features (the cheap judge)."""
-        return head_val_losses(self.train_features[keep], self.train.labels[keep], self.selection_features,
-                               self.selection_labels, self.num_classes)
+    def head_losses(self, keep: np.ndarray, part: str = "selection") -> np.ndarray:
+        """Per-example losses on validation ``part`` of a head refit on the kept instances' features (the cheap
+        judge)."""
+        features, labels = self.judge_parts[part]
+        return head_val_losses(self.train_features[keep], self.train.labels[keep], features, labels,
+                               self.num_classes)
 
 
 def rank_instances(model: keras.Model, train: Split, parts: dict[str, Split], policy: Policy, *,
                    num_classes: int, seed: int, scope: str, solver: SolverOptions, batch_size: int,
                    cache_dir: str | None = None, strategy: tf.distribute.Strategy | None = None,
-                   verbose: bool) -> RankedInstances:
+                   cross_fit: bool = False, verbose: bool) -> RankedInstances:
     """Features of the warmed-up ``model`` and the ranking ``policy`` asks for.
 
-    Influence is computed against the ``influence`` validation part only; the ``selection`` part's
-    features are kept for judging candidate drop sets.
+    Influence is computed against the ``influence`` validation part; the ``selection`` part's features
+    are kept for judging candidate drop sets. With ``cross_fit`` (influence policies) influence is also
+    computed against the ``selection`` part, to be judged on the ``influence`` part: the two rankings are
+    the folds ``auto`` pools its evidence over, and the ranking the drops are taken from is influence on
+    both parts together (influence is linear in the validation gradient, so it is their size-weighted mean).
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     head = frozen_features(model, "head", {"train": train, "val": parts["influence"], "selection": parts["selection"]},
                            batch_size=batch_size, cache_dir=cache_dir)
     train_features = np.asarray(head.splits["train"].features)
-    selection_features = np.asarray(head.splits["selection"].features)
+    judge_parts = {"selection": (np.asarray(head.splits["selection"].features), parts["selection"].labels),
+                   "influence": (np.asarray(head.splits["val"].features), parts["influence"].labels)}
     timings["features"] = time.perf_counter() - started
     started = time.perf_counter()
-    influence = None
+    influence, folds = None, []
     if policy.family == "influence":
+        config = InfluenceConfig(scope=scope, batch_size=batch_size, solver=solver, cache_dir=cache_dir)
         # Head-scope influence runs on the very activations just computed; other scopes cut elsewhere.
-        influence = compute_influence(model, train, parts["influence"],
-                                      InfluenceConfig(scope=scope, batch_size=batch_size, solver=solver,
-                                                      cache_dir=cache_dir),
-                                      features=head if scope == "head" else None, strategy=strategy,
+        features = head if scope == "head" else None
+        if cross_fit and features is None:
+            features = frozen_features(model, scope, {"train": train, "val": parts["influence"],
+                                                      "selection": parts["selection"]},
+                                       batch_size=batch_size, cache_dir=cache_dir)
+        influence = compute_influence(model, train, parts["influence"], config, features=features, strategy=strategy,
                                       verbose=verbose)
+        if cross_fit:
+            swapped = replace(features, splits={**features.splits, "val": features.splits["selection"]})
+            other = compute_influence(model, train, parts["selection"], config, features=swapped, strategy=strategy,
+                                      verbose=verbose)
+            folds = [(influence.table.predicted_delta_val_loss, "selection"),
+                     (other.table.predicted_delta_val_loss, "influence")]
+            influence = _pooled_influence(influence, other, len(parts["influence"]), len(parts["selection"]))
         deltas = influence.table.predicted_delta_val_loss
         ranking = Ranking(deltas, None, -deltas)
     elif policy.family == "loss":
@@ -93,9 +110,24 @@ def rank_instances(model: keras.Model, train: Split, parts: dict[str, Split], po
     else:
         ranking = random_ranking(len(train), seed)
     timings["ranking"] = time.perf_counter() - started
-    return RankedInstances(train=train, ranking=ranking, train_features=train_features,
-                           selection_features=selection_features, selection_labels=parts["selection"].labels,
-                           num_classes=num_classes, influence=influence, timings=timings)
+    return RankedInstances(train=train, ranking=ranking, train_features=train_features, judge_parts=judge_parts,
+                           num_classes=num_classes, influence=influence, timings=timings, folds=folds)
+
+
+def _pooled_influence(first: InfluenceResult, second: InfluenceResult, first_size: int,
+                      second_size: int) -> InfluenceResult:
+    """Influence on two validation parts together, from influence on each (weighted by their sizes)."""
+    share = first_size / (first_size + second_size)
+
+    def mean(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray | float:
+        return share * a + (1 - share) * b
+
+    table = replace(first.table, scores=mean(first.table.scores, second.table.scores),
+                    predicted_delta_val_loss=mean(first.table.predicted_delta_val_loss,
+                                                  second.table.predicted_delta_val_loss))
+    timings = {**first.timings, **{f"cross_fit_{key}": value for key, value in second.timings.items()
+                                   if key != "features"}}  # both folds ran on the same features
+    return replace(first, table=table, val_loss=mean(first.val_loss, second.val_loss), timings=timings)
 
 
 def selection_report(ranked: RankedInstances, selection: SelectionResult, parts: dict[str, Split],

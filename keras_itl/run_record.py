@@ -4,7 +4,7 @@
 split the data as the run did), ``export`` reads the architecture, class names and metadata from it
 and rebuilds the model to restore a checkpoint into, and the experiment reads its runs' records.
 The JSON keys are the record's fields: ``config`` (the TransferConfig's fields), ``test``,
-``phases``, ``dataset``, ``seconds``, ``files`` and ``influence``.
+``phases``, ``dataset``, ``seconds``, ``files``, ``influence`` and ``fine_tuning``.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class RunRecord:
     seconds: float | None = None
     files: dict[str, str] = field(default_factory=dict)
     influence: dict | None = None
+    fine_tuning: dict | None = None  # the fine-tuning rate factor the run kept, and how it was chosen
 
     @property
     def arch(self) -> str:

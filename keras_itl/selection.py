@@ -98,6 +98,17 @@ class Candidate:
     drop_ids: list[str]
     val_loss: float
     win_z: float | None = None
+    examples: int = 1  # how many per-example losses the measurement gave (pooled over folds when cross-fitted)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One cross-fitting fold for ``auto``: a ranking scored against one part of the validation data, and
+    the per-example losses, on another part, of a refit on a keep mask (see ``select_drops``)."""
+
+    predicted_delta: np.ndarray
+    measure: Callable[[np.ndarray], np.ndarray]
+    eligible: np.ndarray | None = None
 
 
 @dataclass
@@ -190,6 +201,7 @@ def select_drops(
     auto_min_z: float = 0.0,
     measure: Callable[[np.ndarray], float | np.ndarray] | None = None,
     eligible: Sequence[bool] | np.ndarray | None = None,
+    cross_fit: Sequence[Fold] = (),
 ) -> SelectionResult:
     """Choose the ids to drop from a ranking: ``predicted_delta``, lower goes first.
 
@@ -216,6 +228,13 @@ def select_drops(
     lowest-loss candidate does not beat by more than ``auto_min_z`` standard errors are
     indistinguishable on this data, and the one that drops the most is kept (``auto_margin`` is then
     unused). Other policies ignore ``measure``.
+
+    With ``cross_fit`` folds (each a ranking of its own, scored against other validation data than the
+    data its ``measure`` judges on), ``auto`` chooses the *policy* on the evidence of every fold at once:
+    each candidate policy is walked on each fold's ranking, measured by that fold's ``measure``, and its
+    per-example losses over all folds are pooled into one paired test. The chosen policy is then applied to
+    ``predicted_delta`` (``measure`` is unused). Pooling doubles the examples behind each test for two
+    folds without judging a drop set on the data that ranked it.
     """
     policy = parse_policy(policy) if isinstance(policy, str) else policy
     ids, labels, delta = _checked_arrays(ids, labels, predicted_delta, class_names)
@@ -233,11 +252,20 @@ def select_drops(
         return _Option(name, chosen, dropped, notes + limit_notes)
 
     if policy.kind == "auto":
-        if measure is None:
+        if measure is None and not cross_fit:
             raise UserError("auto needs a refit to measure candidates: pass measure, or choose sign or fraction:P")
         policies = [Policy("sign")] + [Policy("fraction", float(f)) for f in dict.fromkeys(auto_fractions)]
         options = [option("none", None)] + [option(str(p), p) for p in policies]
-        winner, loss, candidates, auto_notes = _choose(options, ids, measure, auto_margin, auto_min_z)
+        if cross_fit:
+            folds = [_FoldOptions(fold, ids, labels, class_names, limits, policy) for fold in cross_fit]
+            trials = [[fold.option(opt) for fold in folds] for opt in options]
+            key, losses = _pooled(folds, trials, len(ids))
+        else:
+            key, losses = (lambda k: tuple(options[k].dropped)), (lambda k: measure(_keep_mask(len(ids), options[k])))
+        winner, loss, candidates, auto_notes = _choose(options, ids, key, losses, auto_margin, auto_min_z)
+        if cross_fit:
+            auto_notes.append(f"auto judged each candidate policy on {len(cross_fit)} cross-fitted folds, "
+                              f"{candidates[0].examples} per-example validation losses pooled")
         suffix = f"; auto chose {winner.name}, measured val_loss {loss:.4g}"
     else:
         winner, candidates, auto_notes, suffix = option(str(policy), policy), [], [], ""
@@ -349,7 +377,50 @@ def _reason(policy: Policy, rank: int, delta: float) -> str:
     return f"in the random {policy.fraction * 100:g}% (the control)"
 
 
-def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarray], float | np.ndarray],
+class _FoldOptions:
+    """One cross-fitting fold's ranking, walked through the same caps and floors as the main ranking."""
+
+    def __init__(self, fold: Fold, ids: np.ndarray, labels: np.ndarray, class_names: list[str], limits: _Limits,
+                 policy: Policy):
+        self.measure = fold.measure
+        delta = np.asarray(fold.predicted_delta, dtype=np.float64)
+        if delta.shape != labels.shape or not np.isfinite(delta).all():
+            raise UserError(f"a cross-fitting fold's predicted_delta must be {len(labels)} finite values")
+        self.order = np.lexsort((ids, delta))  # as the main ranking: ascending, ties by id
+        self.allowed = _eligible(policy, delta, fold.eligible)
+        self.labels, self.class_names, self.limits = labels, class_names, limits
+
+    def option(self, main: _Option) -> list[int]:
+        """What ``main``'s policy drops on this fold's ranking."""
+        proposal, _ = _propose(main.policy, self.order, self.allowed)
+        return self.limits.walk(main.name, proposal, self.labels, self.class_names)[0]
+
+
+def _pooled(folds: list[_FoldOptions], trials: list[list[list[int]]], size: int
+            ) -> tuple[Callable[[int], tuple], Callable[[int], np.ndarray]]:
+    """The key (its drop set on every fold) and the pooled per-example losses of option k."""
+    def key(k: int) -> tuple:
+        return tuple(tuple(dropped) for dropped in trials[k])
+
+    def losses(k: int) -> np.ndarray:
+        parts = []
+        for fold, dropped in zip(folds, trials[k]):
+            keep = np.ones(size, dtype=bool)
+            keep[dropped] = False
+            parts.append(np.atleast_1d(np.asarray(fold.measure(keep), dtype=np.float64)))
+        return np.concatenate(parts)
+
+    return key, losses
+
+
+def _keep_mask(size: int, option: _Option) -> np.ndarray:
+    keep = np.ones(size, dtype=bool)
+    keep[option.dropped] = False
+    return keep
+
+
+def _choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
+            measure: Callable[[int], float | np.ndarray],
             margin: float, min_z: float) -> tuple[_Option, float, list[Candidate], list[str]]:
     """The option ``auto`` keeps, its loss, every candidate and notes on the choice.
 
@@ -359,23 +430,22 @@ def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarr
     instance kept costs more than a harmless one dropped). With ``min_z`` 0, the fewest drops within
     ``margin`` (relative) of the lowest loss. Ties in drops go to the lower loss, then the earlier option.
 
-    Each distinct drop set is measured once, under the name of the first option that produced it;
-    the other names are noted as its aliases.
+    ``measure(k)`` gives option k's losses and ``key(k)`` what makes two options the same measurement
+    (their drop sets). Each distinct one is measured once, under the name of the first option that
+    produced it; the other names are noted as its aliases.
     """
-    groups: dict[tuple[int, ...], list[_Option]] = {}
-    for opt in options:
-        groups.setdefault(tuple(opt.dropped), []).append(opt)
-    distinct = [group[0] for group in groups.values()]  # the first is "none": options start with it
+    groups: dict[tuple, list[int]] = {}
+    for k in range(len(options)):
+        groups.setdefault(key(k), []).append(k)
+    distinct = [options[group[0]] for group in groups.values()]  # the first is "none": options start with it
     measured = []
-    for opt in distinct:
-        keep = np.ones(len(ids), dtype=bool)
-        keep[opt.dropped] = False
-        losses = np.atleast_1d(np.asarray(measure(keep), dtype=np.float64))
+    for group in groups.values():
+        losses = np.atleast_1d(np.asarray(measure(group[0]), dtype=np.float64))
         if np.isnan(losses).any():
-            raise UserError(f"the refit for selection candidate {opt.name} gave a NaN validation loss")
+            raise UserError(f"the refit for selection candidate {options[group[0]].name} gave a NaN validation loss")
         measured.append(losses)
     wins = [_win_z(measured[0], losses) if min_z > 0 else None for losses in measured]
-    candidates = [Candidate(opt.name, [str(ids[i]) for i in opt.dropped], float(losses.mean()), z)
+    candidates = [Candidate(opt.name, [str(ids[i]) for i in opt.dropped], float(losses.mean()), z, len(losses))
                   for opt, losses, z in zip(distinct, measured, wins)]
     allowed = [k for k, z in enumerate(wins) if k == 0 or z is None or z > min_z]
     lowest_k = min(allowed, key=lambda k: candidates[k].val_loss)
@@ -387,8 +457,8 @@ def _choose(options: list[_Option], ids: np.ndarray, measure: Callable[[np.ndarr
         close = [k for k in allowed if candidates[k].val_loss <= lowest + margin * abs(lowest)]
         best = min(close, key=lambda k: (len(candidates[k].drop_ids), candidates[k].val_loss))
     winner = distinct[best]
-    notes = [f"{', '.join(o.name for o in group[1:])} gave the same drop set as {group[0].name}; "
-             f"measured once as {group[0].name}" for group in groups.values() if len(group) > 1]
+    notes = [f"{', '.join(options[k].name for k in group[1:])} gave the same drop set as {options[group[0]].name}; "
+             f"measured once as {options[group[0]].name}" for group in groups.values() if len(group) > 1]
     notes += [f"auto refused {c.name}: its val_loss {c.val_loss:.4g} beats keeping everything by only "
               f"{c.win_z:.2f} standard errors (needs more than {min_z:g})"
               for k, c in enumerate(candidates) if k not in allowed and c.val_loss < candidates[0].val_loss]

@@ -10,6 +10,10 @@ validation split is divided, stratified and seeded, into three disjoint parts:
   picks the drop set and the final model);
 - ``report``: chooses nothing; the reported validation loss and accuracy come from it.
 
+``auto`` with its head-refit judge cross-fits the first two parts: it also ranks by influence on the
+``selection`` part and judges that ranking on the ``influence`` part, and pools the two folds' paired
+evidence to choose how many instances to drop - no drop set is judged on the data that ranked it.
+
 The test split is not touched.
 """
 from __future__ import annotations
@@ -26,7 +30,9 @@ SELECTION_SHARE = 0.4  # of the validation split; influence gets the rest
 
 DESIGN = ("the validation split is divided (stratified, seeded) into disjoint parts: 'influence' early-stops "
           "the warm-up and gives the influence gradient g_val; 'selection' judges the candidate drop sets and "
-          "early-stops the final refit; 'report' chose nothing and gives the reported validation numbers")
+          "early-stops the final refit (auto's head judge cross-fits the two: each part's influence ranking is "
+          "judged on the other, the evidence pooled); 'report' chose nothing and gives the reported validation "
+          "numbers")
 
 
 def split_validation(val: Split, num_classes: int, seed: int) -> dict[str, Split]:

@@ -66,6 +66,16 @@ def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_
     assert "chose nothing" in validation["design"] and summary["auto_judge"] == "head"
     run = json.loads((out / "run.json").read_text())
     assert run["influence"]["selection"]["drop_ids"] == selection["drop_ids"]
+    # auto pooled both cross-fitted folds: each candidate was judged on the influence and the selection parts
+    pooled = validation["sizes"]["influence"] + validation["sizes"]["selection"]
+    assert all(c["examples"] == pooled for c in selection["candidates"])
+    assert any("cross-fitted folds" in note for note in selection["notes"])
+    # the warm-up chose the fine-tuning rate on the influence part; the final refit used it
+    choice = run["fine_tuning"]
+    assert choice == summary["fine_tune_lr_factor"] and choice["chosen_by"] == "validation"
+    assert choice["val_losses"][f"{choice['factor']:g}"] == min(choice["val_losses"].values())
+    phases = [phase["name"] for phase in run["phases"]]
+    assert phases == ["warmup-head", "warmup-finetune-lr0.1", "warmup-finetune-lr1", "head", "finetune"]
 
 
 def _check_auto_choice(selection):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_itl.errors import UserError
-from keras_itl.selection import POLICY_HELP, Policy, parse_policy, select_drops
+from keras_itl.selection import POLICY_HELP, Fold, Policy, parse_policy, select_drops
 
 LOOSE = dict(max_drop_fraction=0.99, min_class_keep_fraction=0.0, min_per_class=0)
 
@@ -463,3 +463,50 @@ def test_auto_min_z_needs_per_example_losses(measure, message):
 def test_auto_min_z_must_not_be_negative():
     with pytest.raises(UserError, match="auto_min_z must be >= 0"):
         select(-np.ones(10), policy="auto", measure=lambda keep: 1.0, auto_min_z=-1.0)
+
+
+# --- cross-fitted auto ---------------------------------------------------------------------------------------
+
+
+def fold_measure(pattern_for_drops):
+    """A refit stand-in for one fold: 6 per-example losses, 2.0 each unless the drop count has a pattern."""
+    return lambda keep: np.asarray(pattern_for_drops.get(int((~keep).sum()), [2.0] * 6), dtype=float)
+
+
+# Dropping 4 wins 0.7 on average with a wide spread: z = 0.7 / (1.095 / sqrt 6) = 1.57 on one fold's 6 examples,
+# 0.7 / (1.044 / sqrt 12) = 2.32 on two folds' 12 pooled.
+SPREAD_WIN = {4: [0.3, 2.3, 0.3, 2.3, 0.3, 2.3]}
+
+
+def test_cross_fitted_auto_pools_the_folds_evidence_and_drops_from_the_main_ranking():
+    main = np.r_[-np.arange(4, 0, -1), np.ones(16)]  # the main ranking's harmful: x000-x003
+    fold_a = np.r_[np.ones(4), -np.ones(4), np.ones(12)]  # each fold ranks other instances harmful
+    fold_b = np.r_[np.ones(8), -np.ones(4), np.ones(8)]
+    single = select(main, policy="auto", auto_min_z=2.0, measure=fold_measure(SPREAD_WIN))
+    assert single.chosen == "none" and single.drop_ids == []  # one fold's 6 examples: z 1.57, refused
+    folds = [Fold(fold_a, fold_measure(SPREAD_WIN)), Fold(fold_b, fold_measure(SPREAD_WIN))]
+    pooled = select(main, policy="auto", auto_min_z=2.0, cross_fit=folds)
+    assert pooled.chosen == "sign" and pooled.drop_ids == ids_for(4)
+    sign = next(c for c in pooled.candidates if c.name == "sign")
+    assert sign.examples == 12 and sign.win_z == pytest.approx(0.7 / (np.std([1.7, -0.3] * 6, ddof=1) / math.sqrt(12)))
+    assert any("2 cross-fitted folds, 12 per-example validation losses pooled" in note for note in pooled.notes)
+
+
+def test_cross_fitted_folds_measure_each_policy_on_their_own_ranking():
+    seen = {"a": [], "b": []}
+
+    def recorder(name):
+        def measure(keep):
+            seen[name].append(tuple(np.flatnonzero(~keep)))
+            return np.full(3, 1.0)
+        return measure
+
+    select(np.r_[-np.ones(2), np.ones(18)], policy="auto", auto_min_z=2.0,
+           cross_fit=[Fold(np.r_[np.ones(10), -np.ones(2), np.ones(8)], recorder("a")),
+                      Fold(np.r_[np.ones(18), -np.ones(2)], recorder("b"))])
+    assert seen["a"] == [(), (10, 11), (10,)] and seen["b"] == [(), (18, 19), (18,)]
+
+
+def test_a_cross_fitting_fold_of_the_wrong_length_is_refused():
+    with pytest.raises(UserError, match="cross-fitting fold's predicted_delta must be 20 finite values"):
+        select(-np.ones(20), policy="auto", cross_fit=[Fold(-np.ones(19), fold_measure({}))])

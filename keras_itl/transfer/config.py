@@ -96,6 +96,8 @@ class TransferConfig(registry.TrainingBudget, registry.TargetOptions):
             raise UserError("--weights is a local ImageNet weights file; it goes with --source imagenet")
         if self.fine_tune_layers is not None and self.fine_tune_layers <= 0:
             raise UserError(f"fine-tune layers must be positive, got {self.fine_tune_layers}")
+        if self.fine_tune_lr_factor is not None and not self.fine_tune_lr_factor > 0:
+            raise UserError(f"fine-tune lr factor must be positive, got {self.fine_tune_lr_factor}")
         if self.head_epochs < 0 or self.source_epochs <= 0:
             raise UserError("head epochs must be >= 0 and source epochs > 0")
         self.train_config()  # validates epochs, batch size, learning rate, optimizer, schedule

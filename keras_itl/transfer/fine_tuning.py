@@ -2,16 +2,25 @@
 
 ``scratch`` trains from random initialisation. The other methods start from the source's backbone
 under a new head and fine-tune in two phases: first the head alone with the backbone frozen, then
-the backbone (all of it, or its top layers) at a lower learning rate with BatchNormalization kept
-in inference mode, so small target batches do not overwrite the source statistics.
+the backbone (all of it, or its top layers) with BatchNormalization kept in inference mode, so
+small target batches do not overwrite the source statistics.
+
+The fine-tuning rate is the learning rate times a factor. Unless the user sets it, the factor is
+chosen from data: each candidate of ``registry.FINE_TUNE_LR_FACTORS`` fine-tunes from the same
+trained head, and the one with the lowest validation loss (on the split that early-stops the phase)
+is kept - the weights of that candidate's run, not a retrain. A factor that suits an ImageNet
+backbone (low, to keep its features) starves a small source network of the change a new domain needs,
+and the other way round; only the target's own validation data can tell which case a run is.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from keras_itl import registry
 from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture
 from keras_itl.datasets import Split
 from keras_itl.pretrained import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
@@ -53,13 +62,42 @@ def freeze_for_fine_tuning(backbone: keras.Model, top_layers: int | None) -> Non
             layer.trainable = False  # Keras 3: a non-trainable BN layer runs in inference mode
 
 
+@dataclass(frozen=True)
+class LrFactorChoice:
+    """The fine-tuning rate factor a fit used, and the evidence: each candidate's best validation loss."""
+
+    factor: float
+    chosen_by: str  # "validation" (searched among the candidates) or "option" (the user's factor)
+    val_losses: dict[str, float]  # candidate factor (as text) -> its phase's lowest validation loss
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One progress line, e.g. ``fine-tune: lr factor 1 chosen on validation loss (0.1: 0.52, 1: 0.31)``."""
+        losses = ", ".join(f"{factor}: {loss:.4f}" for factor, loss in self.val_losses.items())
+        how = "chosen on validation loss" if self.chosen_by == "validation" else "as set"
+        return f"fine-tune: lr factor {self.factor:g} {how} ({losses})"
+
+
+@dataclass
+class FitResult:
+    """The phases a fit trained, in order, and for fine-tuning the rate factor it kept."""
+
+    phases: list[TrainResult]
+    lr_factor: LrFactorChoice | None = None  # None for scratch
+
+
 def fit_target(model: keras.Model, train: Split, val: Split, config: TransferConfig, *,
                strategy: tf.distribute.Strategy, run_dir: Path, resume: bool = False, verbose: bool = True,
-               prefix: str = "") -> list[TrainResult]:
-    """Train from scratch (``scratch``) or fine-tune in two phases (the other methods), validating on ``val``."""
+               prefix: str = "") -> FitResult:
+    """Train from scratch (``scratch``) or fine-tune in two phases (the other methods), validating on ``val``.
+
+    With ``config.fine_tune_lr_factor`` None the fine-tuning phase runs once per candidate factor from
+    the same head weights and ``model`` ends with the candidate of lowest validation loss."""
     if config.method == "scratch":
-        return [train_model(model, train, val, config.train_config(), strategy=strategy, run_dir=run_dir,
-                            name=f"{prefix}scratch", resume=resume, verbose=verbose)]
+        return FitResult([train_model(model, train, val, config.train_config(), strategy=strategy, run_dir=run_dir,
+                                      name=f"{prefix}scratch", resume=resume, verbose=verbose)])
     backbone = model.get_layer(BACKBONE_NAME)
     phases = []
     if config.head_epochs:
@@ -68,7 +106,23 @@ def fit_target(model: keras.Model, train: Split, val: Split, config: TransferCon
                                   strategy=strategy, run_dir=run_dir, name=f"{prefix}head", resume=resume,
                                   verbose=verbose))
     freeze_for_fine_tuning(backbone, config.fine_tune_layers)
-    fine_tune = config.train_config(learning_rate=config.learning_rate * config.fine_tune_lr_factor)
-    phases.append(train_model(model, train, val, fine_tune, strategy=strategy, run_dir=run_dir,
-                              name=f"{prefix}finetune", resume=resume, verbose=verbose))
-    return phases
+    factors = registry.FINE_TUNE_LR_FACTORS if config.fine_tune_lr_factor is None else (config.fine_tune_lr_factor,)
+    start = model.get_weights()
+    best: tuple[float, float, list] | None = None
+    val_losses = {}
+    for factor in factors:
+        model.set_weights(start)
+        name = f"{prefix}finetune" if len(factors) == 1 else f"{prefix}finetune-lr{factor:g}"
+        phase = train_model(model, train, val, config.train_config(learning_rate=config.learning_rate * factor),
+                            strategy=strategy, run_dir=run_dir, name=name, resume=resume, verbose=verbose)
+        phases.append(phase)
+        loss = min((record["val_loss"] for record in phase.history if "val_loss" in record), default=float("inf"))
+        val_losses[f"{factor:g}"] = loss
+        if best is None or loss < best[0]:
+            best = (loss, factor, model.get_weights() if len(factors) > 1 else [])
+    if len(factors) > 1:
+        model.set_weights(best[2])
+    choice = LrFactorChoice(best[1], "validation" if len(factors) > 1 else "option", val_losses)
+    if verbose and len(factors) > 1:
+        print(choice.describe(), flush=True)
+    return FitResult(phases, choice)

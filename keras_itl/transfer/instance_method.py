@@ -28,10 +28,10 @@ from keras_itl.head_refit import cross_entropy
 from keras_itl.influence import WorkerShard
 from keras_itl.influence.report import describe_selection
 from keras_itl.instance_selection import RankedInstances, rank_instances, selection_report, write_selection_files
-from keras_itl.selection import SelectionResult, parse_policy, select_drops
+from keras_itl.selection import Fold, SelectionResult, parse_policy, select_drops
 from keras_itl.training import TrainResult, is_chief
 from keras_itl.transfer.config import TransferConfig
-from keras_itl.transfer.fine_tuning import fit_target
+from keras_itl.transfer.fine_tuning import LrFactorChoice, fit_target
 from keras_itl.validation_parts import split_validation
 
 
@@ -49,12 +49,22 @@ class InstanceMethod:
         self.source_weights = model.get_weights()
         self.start_weights: list | None = None
         self.refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
+        self.lr_factor: LrFactorChoice | None = None
+        self.fit_config = config  # the final refit's budget: the warm-up's fine-tuning rate once it is chosen
         self.refit_config = replace(config, epochs=self.options.refit_epochs or config.epochs)
 
     def warm_up(self) -> list[TrainResult]:
-        """Model-based fine-tuning on every training instance, validated on the influence part."""
-        return fit_target(self.model, self.train, self.parts["influence"], self.config, strategy=self.strategy,
-                          run_dir=self.run_dir, resume=self.resume, verbose=self.verbose, prefix="warmup-")
+        """Model-based fine-tuning on every training instance, validated on the influence part.
+
+        The fine-tuning rate factor it keeps (chosen on the influence part unless set) is the one every
+        refit uses, so the refits differ from the warm-up only in the instances they train on."""
+        fit = fit_target(self.model, self.train, self.parts["influence"], self.config, strategy=self.strategy,
+                         run_dir=self.run_dir, resume=self.resume, verbose=self.verbose, prefix="warmup-")
+        self.lr_factor = fit.lr_factor
+        if fit.lr_factor is not None:
+            self.fit_config = replace(self.config, fine_tune_lr_factor=fit.lr_factor.factor)
+            self.refit_config = replace(self.refit_config, fine_tune_lr_factor=fit.lr_factor.factor)
+        return fit.phases
 
     def score(self) -> RankedInstances:
         """The training instances ranked by the policy's score under the warm-up model."""
@@ -62,7 +72,14 @@ class InstanceMethod:
         return rank_instances(self.model, self.train, self.parts, self.policy, num_classes=self.data.info.num_classes,
                               seed=config.seed, scope=options.scope, solver=options.solver_options(seed=config.seed),
                               batch_size=max(config.batch_size, registry.INFLUENCE_BATCH_SIZE),
-                              cache_dir=str(self.run_dir), strategy=self.strategy, verbose=self.verbose)
+                              cache_dir=str(self.run_dir), strategy=self.strategy, cross_fit=self.cross_fits,
+                              verbose=self.verbose)
+
+    @property
+    def cross_fits(self) -> bool:
+        """Whether ``auto`` pools its evidence over two cross-fitted folds: with head-refit judging, which costs
+        milliseconds a candidate (a full refit per candidate and fold would double the slow judge's cost)."""
+        return self.policy.kind == "auto" and self.options.judge == "head"
 
     def select(self, ranked: RankedInstances) -> tuple[SelectionResult, np.ndarray]:
         """The drop set under the policy, caps and floors, and the keep mask every worker uses (the chief's)."""
@@ -73,7 +90,9 @@ class InstanceMethod:
                                  min_class_keep_fraction=options.min_class_keep_fraction,
                                  auto_margin=options.auto_margin, auto_min_z=options.auto_min_z,
                                  measure=lambda keep: self._measure(ranked, keep),
-                                 eligible=ranked.ranking.eligible)
+                                 eligible=ranked.ranking.eligible,
+                                 cross_fit=[Fold(delta, lambda keep, part=part: self._measure(ranked, keep, part))
+                                            for delta, part in ranked.folds])
         if self.verbose:
             print(describe_selection(selection, len(self.train)), flush=True)
         keep = WorkerShard(self.strategy).from_chief(selection.keep_mask(self.train.ids))  # decided once, by the chief
@@ -82,7 +101,7 @@ class InstanceMethod:
     def refit(self, keep: np.ndarray) -> list[TrainResult]:
         """Fine-tune on the kept instances (reusing auto's full-budget refit of the same set) into ``model``."""
         if self.options.refit_epochs is not None or keep.tobytes() not in self.refits:
-            self._fit_without_dropped(keep, self.config, "final")
+            self._fit_without_dropped(keep, self.fit_config, "final")
         weights, history = self.refits[keep.tobytes()]
         self.model.set_weights(weights)
         return history
@@ -91,7 +110,8 @@ class InstanceMethod:
         """The selection report (influence.json / selection.json) and, on the chief, the files written."""
         report = {**selection_report(ranked, selection, self.parts, self.model, self.data.info.flipped_ids,
                                      self.options.judge),
-                  "refit_epochs": self.refit_config.epochs}
+                  "refit_epochs": self.refit_config.epochs,
+                  "fine_tune_lr_factor": self.lr_factor.to_dict() if self.lr_factor else None}
         files = (write_selection_files(ranked, selection, report, self.data.info.class_names, self.run_dir)
                  if is_chief(self.strategy) else {})
         return report, files
@@ -102,23 +122,23 @@ class InstanceMethod:
         The refits train the warm-up's model object itself (its weights are not needed after scoring), so
         they reuse its traced training and evaluation steps instead of tracing a copy's."""
         self.model.set_weights(self.start_weights)
-        history = fit_target(self.model, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
-                             strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
-                             verbose=self.verbose)
-        self.refits[keep.tobytes()] = (self.model.get_weights(), history)
+        fit = fit_target(self.model, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
+                         strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
+                         verbose=self.verbose)
+        self.refits[keep.tobytes()] = (self.model.get_weights(), fit.phases)
         selection = self.parts["selection"]
         return cross_entropy(predict_probabilities(self.model, selection), selection.labels)
 
-    def _measure(self, ranked: RankedInstances, keep: np.ndarray) -> np.ndarray:
-        """How ``auto`` judges a candidate keep mask: per-example selection-part losses after a head-only
-        refit on cached features, or after a full refit."""
+    def _measure(self, ranked: RankedInstances, keep: np.ndarray, part: str = "selection") -> np.ndarray:
+        """How ``auto`` judges a candidate keep mask: per-example losses on validation ``part`` after a
+        head-only refit on cached features, or (on the selection part) after a full refit."""
         if self.options.judge == "head":
-            losses = ranked.head_losses(keep)
+            losses = ranked.head_losses(keep, part)
         else:
             losses = self._fit_without_dropped(keep, self.refit_config, f"candidate-{len(self.refits) + 1}")
         if self.verbose:
             print(f"selection: {self.options.judge} refit without {int((~keep).sum())} instances - "
-                  f"selection-part val_loss {losses.mean():.4f}", flush=True)
+                  f"{part}-part val_loss {losses.mean():.4f}", flush=True)
         return losses
 
 

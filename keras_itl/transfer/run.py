@@ -39,6 +39,7 @@ class TransferResult:
     seconds: float
     files: dict[str, str] = field(default_factory=dict)
     influence: dict | None = None
+    fine_tuning: dict | None = None  # the fine-tuning rate factor kept and each candidate's val loss
     # the trained model, in memory (an experiment exports its best run's from here); not part of the record
     model: keras.Model | None = field(default=None, repr=False, compare=False)
 
@@ -61,7 +62,7 @@ class TransferResult:
         """The run's record, as written to ``run.json``."""
         return RunRecord(config=asdict(self.config), test=self.test.to_dict(),
                          phases=[p.to_dict() for p in self.phases], dataset=self.dataset, seconds=self.seconds,
-                         files=self.files, influence=self.influence)
+                         files=self.files, influence=self.influence, fine_tuning=self.fine_tuning)
 
     def to_dict(self) -> dict:
         return self.record().to_dict()
@@ -96,18 +97,20 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
         print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes}){skipped}", flush=True)
     channels = model_channels(config.arch, data.info.image_shape[2])
     model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)
-    influence, files = None, {}
+    influence, files, lr_factor = None, {}, None
     if config.method == "instance":
         phases, influence, files = run_instance_method(model, data, config, strategy=strategy, run_dir=output_dir,
                                                       resume=resume, verbose=verbose)
+        lr_factor = influence["fine_tune_lr_factor"]
     else:
-        phases = fit_target(model, data.split("train"), data.split("val"), config, strategy=strategy,
-                            run_dir=output_dir, resume=resume, verbose=verbose)
+        fit = fit_target(model, data.split("train"), data.split("val"), config, strategy=strategy,
+                         run_dir=output_dir, resume=resume, verbose=verbose)
+        phases, lr_factor = fit.phases, fit.lr_factor.to_dict() if fit.lr_factor else None
     release_compiled_steps(model)  # training is over: its optimizers need not live as long as the model
     test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
     result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
                             output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
-                            influence=influence, model=model)
+                            influence=influence, fine_tuning=lr_factor, model=model)
     if not chief:
         return result
     files.update({name: str(path) for name, path in
