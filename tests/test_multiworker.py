@@ -76,6 +76,8 @@ def test_killed_and_resumed_two_worker_run_matches_an_uninterrupted_one(tmp_path
 
     workers = _start_workers([_command(interrupted)] * 2, scratch)
     _kill_when(workers, interrupted / "checkpoints" / "scratch" / "ckpt-2.index")
+    # what the killed non-chief left behind (under load it may not have written its scratch checkpoint yet)
+    left_by_the_killed = set(scratch.glob("keras-itl-worker-*"))
     assert not (interrupted / "model.keras").exists()
     assert not (interrupted / "checkpoints" / "scratch" / f"ckpt-{EPOCHS}.index").exists()
 
@@ -97,7 +99,7 @@ def test_killed_and_resumed_two_worker_run_matches_an_uninterrupted_one(tmp_path
         assert sorted(p.name for p in (run.parent / "saved_models" / "mw").iterdir()) == ["1"]
     assert sorted(p.name for p in interrupted.iterdir()) == sorted(p.name for p in uninterrupted.iterdir())
     # The non-chief's scratch checkpoints are gone once it finished (only the killed worker's are left behind).
-    assert len(list(scratch.glob("keras-itl-worker-*"))) == 1
+    assert set(scratch.glob("keras-itl-worker-*")) == left_by_the_killed
 
 
 def test_local_workers_get_one_cluster_and_a_failure_stops_the_others(tmp_path):

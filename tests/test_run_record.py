@@ -27,7 +27,7 @@ def test_a_record_reads_back_as_written_with_the_keys_run_json_always_had(tmp_pa
     path = _record().write(tmp_path)
     assert path == tmp_path / RUN_FILE
     assert list(json.loads(path.read_text())) == ["config", "test", "phases", "dataset", "seconds", "files",
-                                                  "influence"]
+                                                  "influence", "fine_tuning"]  # the last one added later
     assert RunRecord.read(tmp_path) == _record()
     assert RunRecord.read(tmp_path / "elsewhere") is None
 
