@@ -5,9 +5,11 @@ influence gradient g_val, (3) early-stop each refit, (4) choose among candidate 
 report the val loss - so the drop set was optimised against the data it was judged on. Here the
 validation split is divided, stratified and seeded, into three disjoint parts:
 
-- ``influence``: early-stops the warm-up and gives g_val (everything that produces the scores);
+- ``influence``: gives g_val (everything that produces the scores);
 - ``selection``: judges the candidate drop sets and early-stops the final refit (everything that
   picks the drop set and the final model);
+- together, the two early-stop the warm-up and choose its fine-tuning rate: a model-level choice,
+  made on twice the data either part has, that picks no instance;
 - ``report``: chooses nothing; the reported validation loss and accuracy come from it.
 
 ``auto`` with its head-refit judge cross-fits the first two parts: it also ranks by influence on the
@@ -28,11 +30,11 @@ PART_NAMES = ("influence", "selection", "report")
 REPORT_SHARE = 0.2  # of the validation split
 SELECTION_SHARE = 0.4  # of the validation split; influence gets the rest
 
-DESIGN = ("the validation split is divided (stratified, seeded) into disjoint parts: 'influence' early-stops "
-          "the warm-up and gives the influence gradient g_val; 'selection' judges the candidate drop sets and "
+DESIGN = ("the validation split is divided (stratified, seeded) into disjoint parts: 'influence' gives the "
+          "influence gradient g_val; 'selection' judges the candidate drop sets and "
           "early-stops the final refit (auto's head judge cross-fits the two: each part's influence ranking is "
           "judged on the other, the evidence pooled); 'report' chose nothing and gives the reported validation "
-          "numbers")
+          "numbers; 'influence' and 'selection' together early-stop the warm-up and choose its fine-tuning rate")
 
 
 def split_validation(val: Split, num_classes: int, seed: int) -> dict[str, Split]:
@@ -43,6 +45,13 @@ def split_validation(val: Split, num_classes: int, seed: int) -> dict[str, Split
                                                num_classes, stage_rng(seed, "val-selection"))
     return {"influence": val.subset(influence_rows), "selection": val.subset(selection_rows),
             "report": val.subset(report_rows)}
+
+
+def warm_up_part(parts: dict[str, Split]) -> Split:
+    """The ``influence`` and ``selection`` parts together: what early-stops the warm-up and picks its rate."""
+    first, second = parts["influence"], parts["selection"]
+    return Split(np.concatenate([first.images, second.images]), np.concatenate([first.labels, second.labels]),
+                 np.concatenate([first.ids, second.ids]))
 
 
 def _hold_out(labels: np.ndarray, rows: np.ndarray, fraction: float, num_classes: int,

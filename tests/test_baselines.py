@@ -16,7 +16,7 @@ from keras_itl.datasets.sampling import flip_labels
 from keras_itl.errors import UserError
 from keras_itl.head_refit import cross_entropy, head_val_losses, out_of_fold_probabilities
 from keras_itl.selection import select_drops
-from keras_itl.validation_parts import PART_NAMES, split_validation
+from keras_itl.validation_parts import PART_NAMES, split_validation, warm_up_part
 
 NAMES = ["a", "b", "c"]
 
@@ -108,6 +108,10 @@ def test_validation_parts_are_disjoint_cover_the_split_and_are_stratified():
     again = split_validation(val, 4, seed=0)
     assert all(list(again[n].ids) == list(parts[n].ids) for n in PART_NAMES)
     assert list(split_validation(val, 4, seed=1)["report"].ids) != list(parts["report"].ids)
+    warm = warm_up_part(parts)  # what the warm-up validates on: everything but the report part, rows intact
+    assert sorted(warm.ids) == sorted(set(val.ids) - set(parts["report"].ids))
+    rows = {i: k for k, i in enumerate(val.ids)}
+    assert all(warm.labels[k] == val.labels[rows[i]] for k, i in enumerate(warm.ids))
 
 
 def test_one_example_per_class_is_divided_at_random():

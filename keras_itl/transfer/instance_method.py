@@ -32,7 +32,7 @@ from keras_itl.selection import Fold, SelectionResult, parse_policy, select_drop
 from keras_itl.training import TrainResult, is_chief
 from keras_itl.transfer.config import TransferConfig
 from keras_itl.transfer.fine_tuning import LrFactorChoice, fit_target
-from keras_itl.validation_parts import split_validation
+from keras_itl.validation_parts import split_validation, warm_up_part
 
 
 class InstanceMethod:
@@ -54,11 +54,11 @@ class InstanceMethod:
         self.refit_config = replace(config, epochs=self.options.refit_epochs or config.epochs)
 
     def warm_up(self) -> list[TrainResult]:
-        """Model-based fine-tuning on every training instance, validated on the influence part.
+        """Model-based fine-tuning on every training instance, validated on the influence and selection parts.
 
-        The fine-tuning rate factor it keeps (chosen on the influence part unless set) is the one every
-        refit uses, so the refits differ from the warm-up only in the instances they train on."""
-        fit = fit_target(self.model, self.train, self.parts["influence"], self.config, strategy=self.strategy,
+        The fine-tuning rate factor it keeps (chosen on those parts unless set) is the one every refit uses,
+        so the refits differ from the warm-up only in the instances they train on."""
+        fit = fit_target(self.model, self.train, warm_up_part(self.parts), self.config, strategy=self.strategy,
                          run_dir=self.run_dir, resume=self.resume, verbose=self.verbose, prefix="warmup-")
         self.lr_factor = fit.lr_factor
         if fit.lr_factor is not None:
