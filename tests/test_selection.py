@@ -523,8 +523,7 @@ def test_auto_weighs_highest_loss_sets_at_its_fractions_and_at_the_sign_sets_siz
     names = [c.name for c in result.candidates]
     assert {"loss:0.05", "loss:0.1", "loss:0.2", "loss:0.35"} <= set(names)
     assert result.chosen == "loss:0.35" and result.drop_ids == ids_for(20)[10:17]
-    reason = result.reasons["x010"]
-    assert "highest warm-up training losses" in reason and "auto chose loss:0.35" in reason
+    assert "highest warm-up training losses" in result.reasons["x010"] and "auto chose loss:0.35" in result.reasons["x010"]
 
 
 def test_cross_fitted_loss_sets_sized_by_the_sign_set_follow_each_folds_sign_set():
