@@ -184,8 +184,6 @@ class _Option:
     policy: Policy | None
     dropped: list[int]  # indices in harmful order
     notes: list[str]
-    sign_sized: bool = False  # a loss candidate as large as the influence sign set (per fold, when cross-fitted)
-    order: np.ndarray | None = None  # the ranking a loss candidate was cut from, highest loss first
 
 
 def select_drops(
@@ -204,7 +202,6 @@ def select_drops(
     measure: Callable[[np.ndarray], float | np.ndarray] | None = None,
     eligible: Sequence[bool] | np.ndarray | None = None,
     cross_fit: Sequence[Fold] = (),
-    auto_losses: Sequence[float] | np.ndarray | None = None,
 ) -> SelectionResult:
     """Choose the ids to drop from a ranking: ``predicted_delta``, lower goes first.
 
@@ -238,12 +235,6 @@ def select_drops(
     per-example losses over all folds are pooled into one paired test. The chosen policy is then applied to
     ``predicted_delta`` (``measure`` is unused). Pooling doubles the examples behind each test for two
     folds without judging a drop set on the data that ranked it.
-
-    With ``auto_losses`` (each instance's training loss under the warm-up model) ``auto`` also weighs
-    ``loss:F`` candidates - the highest losses - for every F in ``auto_fractions`` and at the size of the
-    ``sign`` set (the count influence predicts harmful: an estimate of how many labels are wrong), judged
-    by the same measurements and test: the loss ranking finds uniformly flipped labels that influence
-    ranks lower, influence the structured ones the network has learnt.
     """
     policy = parse_policy(policy) if isinstance(policy, str) else policy
     ids, labels, delta = _checked_arrays(ids, labels, predicted_delta, class_names)
@@ -265,8 +256,6 @@ def select_drops(
             raise UserError("auto needs a refit to measure candidates: pass measure, or choose sign or fraction:P")
         policies = [Policy("sign")] + [Policy("fraction", float(f)) for f in dict.fromkeys(auto_fractions)]
         options = [option("none", None)] + [option(str(p), p) for p in policies]
-        if auto_losses is not None:
-            options += _loss_options(auto_losses, ids, labels, class_names, limits, auto_fractions, int(allowed.sum()))
         if cross_fit:
             folds = [_FoldOptions(fold, ids, labels, class_names, limits, policy) for fold in cross_fit]
             trials = [[fold.option(opt) for fold in folds] for opt in options]
@@ -402,36 +391,9 @@ class _FoldOptions:
         self.labels, self.class_names, self.limits = labels, class_names, limits
 
     def option(self, main: _Option) -> list[int]:
-        """What ``main``'s policy drops on this fold's ranking (a loss candidate: the same set, as large as this
-        fold's sign set when ``main`` is sized by the sign set)."""
-        if main.policy is not None and main.policy.family != "influence":
-            if not main.sign_sized:
-                return main.dropped
-            proposal = main.order[:int(self.allowed.sum())]
-            return self.limits.walk(main.name, proposal, self.labels, self.class_names)[0]
+        """What ``main``'s policy drops on this fold's ranking."""
         proposal, _ = _propose(main.policy, self.order, self.allowed)
         return self.limits.walk(main.name, proposal, self.labels, self.class_names)[0]
-
-
-def _loss_options(losses: Sequence[float] | np.ndarray, ids: np.ndarray, labels: np.ndarray,
-                  class_names: list[str], limits: _Limits, fractions: tuple[float, ...],
-                  sign_size: int) -> list[_Option]:
-    """``auto``'s loss candidates: the highest training losses, at each fraction and at the sign set's size."""
-    losses = np.asarray(losses, dtype=np.float64)
-    if losses.shape != labels.shape or not np.isfinite(losses).all():
-        raise UserError(f"auto_losses must be {len(labels)} finite training losses")
-    order = np.lexsort((ids, -losses))  # highest loss first, ties by id
-    everyone = np.ones(len(ids), dtype=bool)
-    sized = round(sign_size / len(ids), 3) if len(ids) else 0.0
-    options = []
-    for fraction, sign_sized in [*((float(f), False) for f in dict.fromkeys(fractions)), (sized, True)]:
-        if not 0 < fraction < 1:
-            continue
-        policy = Policy("loss", fraction)
-        proposal, notes = _propose(policy, order, everyone)
-        dropped, limit_notes = limits.walk(str(policy), proposal, labels, class_names)
-        options.append(_Option(str(policy), policy, dropped, notes + limit_notes, sign_sized, order))
-    return options
 
 
 def _pooled(folds: list[_FoldOptions], trials: list[list[list[int]]], size: int

@@ -510,39 +510,3 @@ def test_cross_fitted_folds_measure_each_policy_on_their_own_ranking():
 def test_a_cross_fitting_fold_of_the_wrong_length_is_refused():
     with pytest.raises(UserError, match="cross-fitting fold's predicted_delta must be 20 finite values"):
         select(-np.ones(20), policy="auto", cross_fit=[Fold(-np.ones(19), fold_measure({}))])
-
-
-# --- auto weighs the highest-loss sets too ------------------------------------------------------------------
-
-
-def test_auto_weighs_highest_loss_sets_at_its_fractions_and_at_the_sign_sets_size():
-    delta = np.r_[-np.ones(7), np.ones(13)]  # influence: x000-x006 harmful (sign: 7 of 20 = 0.35)
-    losses = np.r_[np.zeros(10), np.arange(10, 0, -1)]  # the loss ranking: x010 highest, then x011, ...
-    truly_flipped = set(ids_for(20)[10:17])  # the seven highest losses
-    result = select(delta, policy="auto", measure=losses_by_drop_set(truly_flipped), auto_losses=losses)
-    names = [c.name for c in result.candidates]
-    assert {"loss:0.05", "loss:0.1", "loss:0.2", "loss:0.35"} <= set(names)
-    assert result.chosen == "loss:0.35" and result.drop_ids == ids_for(20)[10:17]
-    assert "highest warm-up training losses" in result.reasons["x010"] and "auto chose loss:0.35" in result.reasons["x010"]
-
-
-def test_cross_fitted_loss_sets_sized_by_the_sign_set_follow_each_folds_sign_set():
-    seen = {"a": [], "b": []}
-
-    def recorder(name):
-        def measure(keep):
-            seen[name].append(tuple(np.flatnonzero(~keep)))
-            return np.full(3, 1.0)
-        return measure
-
-    losses = np.arange(20, 0, -1, dtype=float)  # highest loss first: x000, x001, ...
-    select(np.r_[np.ones(16), -np.ones(4)], policy="auto", auto_min_z=2.0, auto_losses=losses, auto_fractions=(0.1,),
-           cross_fit=[Fold(np.r_[np.ones(17), -np.ones(3)], recorder("a")),
-                      Fold(np.r_[np.ones(15), -np.ones(5)], recorder("b"))])
-    # each fold: none, its sign set, fraction:0.1, loss:0.1 (x000-x001) and loss at its own sign set's size
-    assert (0, 1) in seen["a"] and (0, 1, 2) in seen["a"] and (0, 1, 2, 3, 4) in seen["b"]
-
-
-def test_auto_losses_of_the_wrong_length_are_refused():
-    with pytest.raises(UserError, match="auto_losses must be 20 finite training losses"):
-        select(-np.ones(20), policy="auto", measure=lambda keep: 1.0, auto_losses=np.ones(19))

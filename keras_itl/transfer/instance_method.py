@@ -92,8 +92,7 @@ class InstanceMethod:
                                  measure=lambda keep: self._measure(ranked, keep),
                                  eligible=ranked.ranking.eligible,
                                  cross_fit=[Fold(delta, lambda keep, part=part: self._measure(ranked, keep, part))
-                                            for delta, part in ranked.folds],
-                                 auto_losses=ranked.influence.table.losses if ranked.influence else None)
+                                            for delta, part in ranked.folds])
         if self.verbose:
             print(describe_selection(selection, len(self.train)), flush=True)
         keep = WorkerShard(self.strategy).from_chief(selection.keep_mask(self.train.ids))  # decided once, by the chief
