@@ -177,6 +177,23 @@ class _Limits:
 
 
 @dataclass(frozen=True)
+class _Walk:
+    """A ranking (``order``, first dropped first; ``allowed`` what may be dropped at all) walked through the
+    caps and floors: what each policy would drop from it."""
+
+    order: np.ndarray
+    allowed: np.ndarray
+    limits: _Limits
+    labels: np.ndarray
+    class_names: list[str]
+
+    def option(self, name: str, policy: Policy | None) -> _Option:
+        proposal, notes = _propose(policy, self.order, self.allowed)
+        dropped, limit_notes = self.limits.walk(name, proposal, self.labels, self.class_names)
+        return _Option(name, policy, dropped, notes + limit_notes)
+
+
+@dataclass(frozen=True)
 class _Option:
     """A candidate drop set after caps and floors: what a policy (None for 'none') would drop."""
 
@@ -243,13 +260,8 @@ def select_drops(
         raise UserError(f"auto_margin must be in [0, 1), got {auto_margin}")
     if not auto_min_z >= 0:
         raise UserError(f"auto_min_z must be >= 0, got {auto_min_z}")
-    allowed = _eligible(policy, delta, eligible)
-    order = np.lexsort((ids, delta))
-
-    def option(name: str, chosen: Policy | None) -> _Option:
-        proposal, notes = _propose(chosen, order, allowed)
-        dropped, limit_notes = limits.walk(name, proposal, labels, class_names)
-        return _Option(name, chosen, dropped, notes + limit_notes)
+    walk = _Walk(np.lexsort((ids, delta)), _eligible(policy, delta, eligible), limits, labels, class_names)
+    order, option = walk.order, walk.option
 
     if policy.kind == "auto":
         if measure is None and not cross_fit:
@@ -257,11 +269,12 @@ def select_drops(
         policies = [Policy("sign")] + [Policy("fraction", float(f)) for f in dict.fromkeys(auto_fractions)]
         options = [option("none", None)] + [option(str(p), p) for p in policies]
         if cross_fit:
-            folds = [_FoldOptions(fold, ids, labels, class_names, limits, policy) for fold in cross_fit]
-            trials = [[fold.option(opt) for fold in folds] for opt in options]
-            key, losses = _pooled(folds, trials, len(ids))
+            walks = [_fold_walk(fold, ids, labels, class_names, limits, policy) for fold in cross_fit]
+            trials = [[fold_walk.option(opt.name, opt.policy).dropped for fold_walk in walks] for opt in options]
+            key, losses = _pooled([fold.measure for fold in cross_fit], trials, len(ids))
         else:
-            key, losses = (lambda k: tuple(options[k].dropped)), (lambda k: measure(_keep_mask(len(ids), options[k])))
+            key, losses = (lambda k: tuple(options[k].dropped)), (lambda k: measure(_keep_mask(len(ids),
+                                                                                            options[k].dropped)))
         winner, loss, candidates, auto_notes = _choose(options, ids, key, losses, auto_margin, auto_min_z)
         if cross_fit:
             auto_notes.append(f"auto judged each candidate policy on {len(cross_fit)} cross-fitted folds, "
@@ -377,45 +390,32 @@ def _reason(policy: Policy, rank: int, delta: float) -> str:
     return f"in the random {policy.fraction * 100:g}% (the control)"
 
 
-class _FoldOptions:
-    """One cross-fitting fold's ranking, walked through the same caps and floors as the main ranking."""
-
-    def __init__(self, fold: Fold, ids: np.ndarray, labels: np.ndarray, class_names: list[str], limits: _Limits,
-                 policy: Policy):
-        self.measure = fold.measure
-        delta = np.asarray(fold.predicted_delta, dtype=np.float64)
-        if delta.shape != labels.shape or not np.isfinite(delta).all():
-            raise UserError(f"a cross-fitting fold's predicted_delta must be {len(labels)} finite values")
-        self.order = np.lexsort((ids, delta))  # as the main ranking: ascending, ties by id
-        self.allowed = _eligible(policy, delta, fold.eligible)
-        self.labels, self.class_names, self.limits = labels, class_names, limits
-
-    def option(self, main: _Option) -> list[int]:
-        """What ``main``'s policy drops on this fold's ranking."""
-        proposal, _ = _propose(main.policy, self.order, self.allowed)
-        return self.limits.walk(main.name, proposal, self.labels, self.class_names)[0]
+def _fold_walk(fold: Fold, ids: np.ndarray, labels: np.ndarray, class_names: list[str], limits: _Limits,
+               policy: Policy) -> _Walk:
+    """A cross-fitting fold's ranking, walked as the main ranking is (ascending, ties by id; the same caps)."""
+    delta = np.asarray(fold.predicted_delta, dtype=np.float64)
+    if delta.shape != labels.shape or not np.isfinite(delta).all():
+        raise UserError(f"a cross-fitting fold's predicted_delta must be {len(labels)} finite values")
+    return _Walk(np.lexsort((ids, delta)), _eligible(policy, delta, fold.eligible), limits, labels, class_names)
 
 
-def _pooled(folds: list[_FoldOptions], trials: list[list[list[int]]], size: int
+def _pooled(measures: list[Callable[[np.ndarray], np.ndarray]], trials: list[list[list[int]]], size: int
             ) -> tuple[Callable[[int], tuple], Callable[[int], np.ndarray]]:
-    """The key (its drop set on every fold) and the pooled per-example losses of option k."""
+    """The key (its drop set on every fold) and the per-example losses of option k, pooled over the folds."""
     def key(k: int) -> tuple:
         return tuple(tuple(dropped) for dropped in trials[k])
 
     def losses(k: int) -> np.ndarray:
-        parts = []
-        for fold, dropped in zip(folds, trials[k]):
-            keep = np.ones(size, dtype=bool)
-            keep[dropped] = False
-            parts.append(np.atleast_1d(np.asarray(fold.measure(keep), dtype=np.float64)))
-        return np.concatenate(parts)
+        return np.concatenate([np.atleast_1d(np.asarray(measure(_keep_mask(size, dropped)), dtype=np.float64))
+                               for measure, dropped in zip(measures, trials[k])])
 
     return key, losses
 
 
-def _keep_mask(size: int, option: _Option) -> np.ndarray:
+def _keep_mask(size: int, dropped: list[int]) -> np.ndarray:
+    """True for every index but the ``dropped`` ones."""
     keep = np.ones(size, dtype=bool)
-    keep[option.dropped] = False
+    keep[dropped] = False
     return keep
 
 
