@@ -272,9 +272,8 @@ def select_drops(
             walks = [_fold_walk(fold, ids, labels, class_names, limits, policy) for fold in cross_fit]
             trials = [[fold_walk.option(opt.name, opt.policy).dropped for fold_walk in walks] for opt in options]
             key, losses = _pooled([fold.measure for fold in cross_fit], trials, len(ids))
-        else:
-            key, losses = (lambda k: tuple(options[k].dropped)), (lambda k: measure(_keep_mask(len(ids),
-                                                                                            options[k].dropped)))
+        else:  # one "fold": the main ranking, judged by ``measure``
+            key, losses = _pooled([measure], [[opt.dropped] for opt in options], len(ids))
         winner, loss, candidates, auto_notes = _choose(options, ids, key, losses, auto_margin, auto_min_z)
         if cross_fit:
             auto_notes.append(f"auto judged each candidate policy on {len(cross_fit)} cross-fitted folds, "
@@ -399,9 +398,10 @@ def _fold_walk(fold: Fold, ids: np.ndarray, labels: np.ndarray, class_names: lis
     return _Walk(np.lexsort((ids, delta)), _eligible(policy, delta, fold.eligible), limits, labels, class_names)
 
 
-def _pooled(measures: list[Callable[[np.ndarray], np.ndarray]], trials: list[list[list[int]]], size: int
+def _pooled(measures: list[Callable[[np.ndarray], float | np.ndarray]], trials: list[list[list[int]]], size: int
             ) -> tuple[Callable[[int], tuple], Callable[[int], np.ndarray]]:
-    """The key (its drop set on every fold) and the per-example losses of option k, pooled over the folds."""
+    """The key (its drop set on every fold) and the losses of option k (``trials[k]``: its drop set per fold),
+    concatenated over the folds."""
     def key(k: int) -> tuple:
         return tuple(tuple(dropped) for dropped in trials[k])
 
