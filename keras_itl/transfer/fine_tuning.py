@@ -106,23 +106,27 @@ def fit_target(model: keras.Model, train: Split, val: Split, config: TransferCon
                                   strategy=strategy, run_dir=run_dir, name=f"{prefix}head", resume=resume,
                                   verbose=verbose))
     freeze_for_fine_tuning(backbone, config.fine_tune_layers)
-    factors = registry.FINE_TUNE_LR_FACTORS if config.fine_tune_lr_factor is None else (config.fine_tune_lr_factor,)
-    start = model.get_weights()
-    best: tuple[float, float, list] | None = None
-    val_losses = {}
+    searching = config.fine_tune_lr_factor is None
+    factors = registry.FINE_TUNE_LR_FACTORS if searching else (config.fine_tune_lr_factor,)
+    head_weights = model.get_weights() if searching else None  # every candidate starts from the trained head
+    val_losses, best, best_weights = {}, None, None  # best: (loss, factor)
     for factor in factors:
-        model.set_weights(start)
-        name = f"{prefix}finetune" if len(factors) == 1 else f"{prefix}finetune-lr{factor:g}"
+        if searching:
+            model.set_weights(head_weights)
         phase = train_model(model, train, val, config.train_config(learning_rate=config.learning_rate * factor),
-                            strategy=strategy, run_dir=run_dir, name=name, resume=resume, verbose=verbose)
+                            strategy=strategy, run_dir=run_dir,
+                            name=f"{prefix}finetune-lr{factor:g}" if searching else f"{prefix}finetune",
+                            resume=resume, verbose=verbose)
         phases.append(phase)
         loss = min((record["val_loss"] for record in phase.history if "val_loss" in record), default=float("inf"))
         val_losses[f"{factor:g}"] = loss
         if best is None or loss < best[0]:
-            best = (loss, factor, model.get_weights() if len(factors) > 1 else [])
-    if len(factors) > 1:
-        model.set_weights(best[2])
-    choice = LrFactorChoice(best[1], "validation" if len(factors) > 1 else "option", val_losses)
-    if verbose and len(factors) > 1:
-        print(choice.describe(), flush=True)
+            best = (loss, factor)
+            if searching:
+                best_weights = model.get_weights()
+    choice = LrFactorChoice(best[1], "validation" if searching else "option", val_losses)
+    if searching:
+        model.set_weights(best_weights)
+        if verbose:
+            print(choice.describe(), flush=True)
     return FitResult(phases, choice)

@@ -49,9 +49,7 @@ class InstanceMethod:
         self.source_weights = model.get_weights()
         self.start_weights: list | None = None
         self.refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
-        self.lr_factor: LrFactorChoice | None = None
-        self.fit_config = config  # the final refit's budget: the warm-up's fine-tuning rate once it is chosen
-        self.refit_config = replace(config, epochs=self.options.refit_epochs or config.epochs)
+        self.lr_factor: LrFactorChoice | None = None  # the warm-up's, once it has run
 
     def warm_up(self) -> list[TrainResult]:
         """Model-based fine-tuning on every training instance, validated on the influence and selection parts.
@@ -61,10 +59,19 @@ class InstanceMethod:
         fit = fit_target(self.model, self.train, warm_up_part(self.parts), self.config, strategy=self.strategy,
                          run_dir=self.run_dir, resume=self.resume, verbose=self.verbose, prefix="warmup-")
         self.lr_factor = fit.lr_factor
-        if fit.lr_factor is not None:
-            self.fit_config = replace(self.config, fine_tune_lr_factor=fit.lr_factor.factor)
-            self.refit_config = replace(self.refit_config, fine_tune_lr_factor=fit.lr_factor.factor)
         return fit.phases
+
+    @property
+    def fit_config(self) -> TransferConfig:
+        """The final refit's budget: the run's, at the warm-up's fine-tuning rate once it is chosen."""
+        if self.lr_factor is None:
+            return self.config
+        return replace(self.config, fine_tune_lr_factor=self.lr_factor.factor)
+
+    @property
+    def refit_config(self) -> TransferConfig:
+        """A candidate refit's budget (``auto --auto-judge full``): the final one's, with ``--refit-epochs``."""
+        return replace(self.fit_config, epochs=self.options.refit_epochs or self.config.epochs)
 
     def score(self) -> RankedInstances:
         """The training instances ranked by the policy's score under the warm-up model."""
