@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,7 +87,8 @@ def test_killed_and_resumed_two_worker_run_matches_an_uninterrupted_one(tmp_path
     for worker in _start_workers([chief, blind], scratch):
         output = worker.communicate(timeout=TIMEOUT_SECONDS)[0]
         assert worker.returncode == 1, output[-3000:]
-        assert "Error: scratch: the epoch resumed from differs between workers (0 to 2)" in output
+        # the newest intact checkpoint: ckpt-2 may have been cut mid-write, then ckpt-1 is resumed from
+        assert re.search(r"Error: scratch: the epoch resumed from differs between workers \(0 to [12]\)", output)
 
     _run(_command(interrupted, "--workers", "2", "--resume"), scratch)
 
