@@ -19,6 +19,7 @@ from keras_itl.cli.options import (  # noqa: E402
     run_dataset_options,
     user_errors,
 )
+from keras_itl.selection import policy_help, policy_texts  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,12 +92,8 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run as N local worker processes (MultiWorkerMirroredStrategy over 127.0.0.1, worker 0 the "
               "chief) to try multi-worker training; on a cluster set TF_CONFIG per worker instead (deploy/).")
-@click.option("--policy", default=registry.POLICY, show_default=True,
-              metavar="sign|fraction:P|auto|loss:P|cleanlab|random:P",
-              help="--method instance: which instances to drop. sign: every one predicted harmful; fraction:P: "
-              "the P most harmful; auto: judge candidate drop sets on validation data that did not rank them "
-              "(with --auto-judge head, two cross-fitted folds pooled) and keep the best. Baselines: loss:P the "
-              "P highest warm-up losses; cleanlab: confident learning's label issues; random:P a random P.")
+@click.option("--policy", default=registry.POLICY, show_default=True, metavar="|".join(policy_texts()),
+              help=f"--method instance: which instances to drop. {policy_help()}")
 @click.option("--auto-judge", type=click.Choice(registry.AUTO_JUDGES), default=registry.AUTO_JUDGE, show_default=True,
               help="--policy auto: judge each candidate by a head-only refit on cached backbone features (cheap) "
               "or by a full fine-tune (slow); only the winner is fully refit either way.")
@@ -220,7 +217,7 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
               max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet,
               **solver_knobs) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
-    from keras_itl.influence.workflow import inspect_influence
+    from keras_itl.inspection import inspect_influence
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     lines = inspect_influence(model_path, target, options, output or model_dir / "influence", scope=scope,

@@ -43,11 +43,7 @@ SCOPE_HELP = "head (the final Dense layer), top:K (the last K layers that have w
 SOLVERS = ("cg", "exact", "lissa")
 HESSIANS = ("exact", "gauss-newton")  # the curvature solved with: the loss's Hessian, or the PSD Gauss-Newton matrix
 
-# Selection policies: ``kind`` or ``kind:P`` (P a fraction). The influence family ranks by influence,
-# the others are the baselines (each its own family).
-POLICY_KINDS = ("sign", "fraction", "auto", "loss", "cleanlab", "random")
-POLICIES_WITH_FRACTION = ("fraction", "loss", "random")
-INFLUENCE_POLICY_KINDS = ("sign", "fraction", "auto")
+# Selection policies are written with the registered rankers' kinds (keras_itl.selection.rankers).
 AUTO_JUDGES = ("head", "full")  # how auto measures a candidate drop set: head-only refit, or full refit
 INSTANCE_STARTS = ("source", "warmup")  # what the final refit of the instance method starts from
 

@@ -1,6 +1,8 @@
 """Small synthetic datasets shared by the tests: learnable, tiny, deterministic."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from keras_itl.datasets import Split
@@ -20,3 +22,14 @@ def bright_quadrant_split(n: int, *, size: int = 12, channels: int = 1, num_clas
         images[i, row * half:(row + 1) * half, col * half:(col + 1) * half, :] += 150
     ids = np.array([f"{prefix}/{i:04d}" for i in range(n)], dtype=object)
     return Split(images=images, labels=labels, ids=ids)
+
+
+def ranking_inputs(labels: np.ndarray, *, probabilities: np.ndarray | None = None, features: np.ndarray | None = None,
+                   num_classes: int = 3, seed: int = 0) -> SimpleNamespace:
+    """What a ranker reads from ``RankingInputs`` (labels, warm-up probabilities, head features, seed), without a
+    model: tiny black images carry the labels and ids."""
+    labels = np.asarray(labels, dtype=np.int64)
+    train = Split(images=np.zeros((len(labels), 2, 2, 1), np.uint8), labels=labels,
+                  ids=np.array([f"i{k:02d}" for k in range(len(labels))], dtype=object))
+    return SimpleNamespace(train=train, probabilities=probabilities, train_features=features,
+                           num_classes=num_classes, seed=seed)

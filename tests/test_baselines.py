@@ -1,22 +1,18 @@
-"""Baseline rankings (loss, cleanlab, random), head-only refits, validation parts and pair noise, on tiny data."""
+"""Baseline rankers (loss, cleanlab, random), head-only refits, validation parts and pair noise, on tiny data."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from keras_itl.baselines import (
-    cleanlab_ranking,
-    loss_ranking,
-    random_ranking,
-    ranking_auc,
-)
 from keras_itl.datasets import load_dataset
 from keras_itl.datasets.containers import Split
 from keras_itl.datasets.sampling import flip_labels
 from keras_itl.errors import UserError
-from keras_itl.head_refit import cross_entropy, head_val_losses, out_of_fold_probabilities
-from keras_itl.selection import select_drops
-from keras_itl.validation_parts import PART_NAMES, split_validation, warm_up_part
+from keras_itl.selection import all_rankers, select_drops
+from keras_itl.selection.head_refit import cross_entropy, head_val_losses, out_of_fold_probabilities
+from keras_itl.selection.report import ranking_auc
+from keras_itl.selection.validation_parts import PART_NAMES, split_validation, warm_up_part
+from tests.helpers import ranking_inputs
 
 NAMES = ["a", "b", "c"]
 
@@ -34,7 +30,7 @@ def clusters(seed=0, per_class=20, flipped=(3, 25, 47)):
 def test_loss_policy_on_a_hand_made_probability_table():
     probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1]])
     labels = np.array([0, 1, 1, 0, 2])  # losses: -log .9, -log .8, -log .2, -log .2, -log .1
-    ranking = loss_ranking(probs, labels)
+    ranking = all_rankers()["loss"].rank(ranking_inputs(labels, probabilities=probs))
     np.testing.assert_allclose(ranking.suspicion, -np.log([0.9, 0.8, 0.2, 0.2, 0.1]))
     result = select_drops(["p", "q", "r", "s", "t"], labels, ranking.order_scores, policy="loss:0.6",
                           class_names=NAMES, max_drop_fraction=0.9, min_class_keep_fraction=0.0, min_per_class=0)
@@ -42,13 +38,16 @@ def test_loss_policy_on_a_hand_made_probability_table():
 
 
 def test_random_ranking_is_reproducible_by_seed_and_differs_across_seeds():
-    assert np.array_equal(random_ranking(50, 3).order_scores, random_ranking(50, 3).order_scores)
-    assert not np.array_equal(random_ranking(50, 3).order_scores, random_ranking(50, 4).order_scores)
+    def scores(seed):
+        return all_rankers()["random"].rank(ranking_inputs(np.zeros(50, int), seed=seed)).order_scores
+
+    assert np.array_equal(scores(3), scores(3))
+    assert not np.array_equal(scores(3), scores(4))
 
 
 def test_cleanlab_flags_exactly_the_flipped_labels_of_separable_clusters():
     features, labels, ids = clusters()
-    ranking = cleanlab_ranking(features, labels, 3, seed=0)
+    ranking = all_rankers()["cleanlab"].rank(ranking_inputs(labels, features=features, num_classes=3))
     assert sorted(ids[ranking.eligible]) == ["i03", "i25", "i47"]
     result = select_drops(ids, labels, ranking.order_scores, policy="cleanlab", eligible=ranking.eligible,
                           class_names=NAMES)

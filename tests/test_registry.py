@@ -19,7 +19,7 @@ import keras_itl.transfer
 from keras_itl import registry
 from keras_itl.experiment import experiment_configs, train_command
 from keras_itl.influence import InfluenceConfig, SolverOptions
-from keras_itl.influence.workflow import inspect_influence
+from keras_itl.inspection import inspect_influence
 from keras_itl.presets import PRESETS, Preset
 from keras_itl.training import TrainConfig
 from keras_itl.transfer import InstanceOptions, TransferConfig

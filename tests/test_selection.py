@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_itl.errors import UserError
-from keras_itl.selection import POLICY_HELP, Fold, Policy, parse_policy, select_drops
+from keras_itl.selection import Fold, Policy, parse_policy, policy_help, select_drops
 
 LOOSE = dict(max_drop_fraction=0.99, min_class_keep_fraction=0.0, min_per_class=0)
 
@@ -67,7 +67,7 @@ def test_fraction_out_of_range_or_not_a_number(text):
 
 
 def test_policy_help_names_every_policy():
-    assert all(name in POLICY_HELP for name in ("sign", "fraction:P", "auto"))
+    assert all(name in policy_help() for name in ("sign", "fraction:P", "auto", "loss:P", "cleanlab", "random:P"))
 
 
 def test_sign_drops_exactly_the_negative_ones_most_harmful_first_ties_by_id():

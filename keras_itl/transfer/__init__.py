@@ -9,7 +9,7 @@
   of every training instance on the validation loss with that model (or a baseline ranking:
   highest loss, cleanlab, random), a selection of instances to drop, then the model-based
   fine-tuning again - from the source weights by default - on the kept instances with the same
-  budget. Each decision uses its own part of the validation split (keras_itl.validation_parts).
+  budget. Each decision uses its own part of the validation split (keras_itl.selection.validation_parts).
 
 By stage: ``config`` (TransferConfig, InstanceOptions), ``fine_tuning`` (the model before target
 training, and scratch / model-based training), ``instance_method`` (warm-up -> score -> select ->

@@ -10,7 +10,7 @@
 
 The validation split is divided so no data judges a choice it made: the warm-up and influence use
 the ``influence`` part, candidate judging and the final refit the ``selection`` part, and the
-reported validation numbers come from the ``report`` part (see keras_itl.validation_parts).
+reported validation numbers come from the ``report`` part (see keras_itl.selection.validation_parts).
 """
 from __future__ import annotations
 
@@ -24,15 +24,15 @@ import tensorflow as tf
 from keras_itl import registry
 from keras_itl.datasets import TargetDataset
 from keras_itl.evaluation import predict_probabilities
-from keras_itl.head_refit import cross_entropy
 from keras_itl.influence import WorkerShard
-from keras_itl.influence.report import describe_selection
-from keras_itl.instance_selection import RankedInstances, rank_instances, selection_report, write_selection_files
 from keras_itl.selection import Fold, SelectionResult, parse_policy, select_drops
+from keras_itl.selection.head_refit import cross_entropy
+from keras_itl.selection.instances import RankedInstances, rank_instances
+from keras_itl.selection.report import describe_selection, selection_report, write_selection_files
+from keras_itl.selection.validation_parts import split_validation, warm_up_part
 from keras_itl.training import TrainResult, is_chief
 from keras_itl.transfer.config import TransferConfig
 from keras_itl.transfer.fine_tuning import LrFactorChoice, fit_target
-from keras_itl.validation_parts import split_validation, warm_up_part
 
 
 class InstanceMethod:

@@ -1,4 +1,5 @@
-"""Influence of a trained model's target training instances, without training: scores, report, LOO check.
+"""`keras-itl influence`: a trained model's target training instances scored, selected and reported, without
+training; optionally checked against leave-one-out retraining.
 
 The frozen part's activations are computed once and shared by the solve, the scores and the
 leave-one-out check; the solved vector s is saved in the output directory, so running again on the
@@ -20,13 +21,10 @@ from keras_itl.influence import (
     prepare_features,
 )
 from keras_itl.influence.loo import check_leave_one_out
-from keras_itl.influence.report import (
-    describe_selection,
-    write_influence_report,
-    write_loo_report,
-)
+from keras_itl.influence.report import write_loo_report
 from keras_itl.influence.store import SOLUTION_FILE
 from keras_itl.selection import parse_policy, select_drops
+from keras_itl.selection.report import describe_selection, write_influence_report
 
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,

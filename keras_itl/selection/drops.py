@@ -9,7 +9,7 @@ per-class floors that keep a first-order estimate from gutting the training set 
 The baselines a practitioner would try first are policies too, walked through the same caps and
 floors: ``loss:P`` (the highest warm-up training losses), ``cleanlab`` (confident learning's
 flagged label issues) and ``random:P`` (the control). Each ranks the instances by its own score
-(``keras_itl.baselines`` computes them); here a ranking is just "lower goes first".
+(``keras_itl.selection.rankers`` holds one module per ranker); here a ranking is just "lower goes first".
 
 Every dropped id gets a reason a person can read, and every cap or floor that stopped a drop is
 noted, so a user can see exactly which of their instances were dropped and what held others back.
@@ -26,79 +26,8 @@ import numpy as np
 
 from keras_itl import registry
 from keras_itl.errors import UserError
-from keras_itl.registry import INFLUENCE_POLICY_KINDS as INFLUENCE_KINDS
-from keras_itl.registry import POLICIES_WITH_FRACTION as _WITH_FRACTION
-from keras_itl.registry import POLICY_KINDS as _KINDS
-
-POLICY_HELP = (
-    "How to choose the target training instances to drop before fine-tuning, from each instance's "
-    "predicted change in validation loss if it alone were removed (negative = harmful). "
-    "'sign' drops every instance predicted to be harmful (the rule of Wang et al., 2019). "
-    "'fraction:P' (0 < P < 1) drops the round(P * n) most harmful instances, never one predicted to "
-    "help. 'auto' (the default) refits on each candidate set - none, sign and a few fractions - and "
-    "keeps the one with the lowest measured validation loss (within a small margin, the fewest drops); a "
-    "drop set whose win over keeping everything is within the noise of that measurement is refused. "
-    "Baselines: 'loss:P' drops the P highest training losses under the warm-up model, 'cleanlab' the "
-    "label issues confident learning finds, 'random:P' a random P (the control). Every policy respects "
-    "the maximum drop fraction and the per-class floors, so no class is ever emptied."
-)
-
-_FORMS = "sign, fraction:P (0 < P < 1, e.g. fraction:0.1), auto, loss:P, cleanlab or random:P"
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A parsed selection policy; ``str(policy)`` gives back its text form, e.g. ``fraction:0.1``."""
-
-    kind: str
-    fraction: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS or (self.kind in _WITH_FRACTION) != (self.fraction is not None):
-            raise UserError(f"unknown selection policy {str(self)!r}; use {_FORMS}")
-        if self.fraction is not None and not 0 < self.fraction < 1:
-            raise UserError(f"selection policy {str(self)!r}: the fraction must be strictly between 0 and 1")
-
-    def __str__(self) -> str:
-        return self.kind if self.fraction is None else f"{self.kind}:{float(self.fraction)!r}"
-
-    @property
-    def family(self) -> str:
-        """What ranks the instances: 'influence' (sign, fraction, auto), 'loss', 'cleanlab' or 'random'."""
-        return "influence" if self.kind in INFLUENCE_KINDS else self.kind
-
-
-def parse_policy(text: str) -> Policy:
-    """The policy written as ``sign``, ``fraction:P``, ``auto``, ``loss:P``, ``cleanlab`` or ``random:P``.
-
-    Case and surrounding spaces are ignored.
-    """
-    text = text.strip().lower()
-    kind, colon, value = text.partition(":")
-    if kind in _WITH_FRACTION and colon:
-        try:
-            fraction = float(value)
-        except ValueError:
-            raise UserError(f"selection policy {text!r}: {value!r} is not a number; use {_FORMS}") from None
-        return Policy(kind, fraction)
-    if text in ("sign", "auto", "cleanlab"):
-        return Policy(text)
-    raise UserError(f"unknown selection policy {text!r}; use {_FORMS}")
-
-
-@dataclass
-class Candidate:
-    """One drop set that ``auto`` refit and measured.
-
-    ``win_z`` is its mean per-example loss win over keeping everything, in standard errors of that
-    mean (None when ``auto`` did not test wins: ``auto_min_z`` 0).
-    """
-
-    name: str
-    drop_ids: list[str]
-    val_loss: float
-    win_z: float | None = None
-    examples: int = 1  # how many per-example losses the measurement gave (pooled over folds when cross-fitted)
+from keras_itl.selection.auto import Candidate, choose, pooled
+from keras_itl.selection.policy import Policy, parse_policy
 
 
 @dataclass(frozen=True)
@@ -271,10 +200,10 @@ def select_drops(
         if cross_fit:
             walks = [_fold_walk(fold, ids, labels, class_names, limits, policy) for fold in cross_fit]
             trials = [[fold_walk.option(opt.name, opt.policy).dropped for fold_walk in walks] for opt in options]
-            key, losses = _pooled([fold.measure for fold in cross_fit], trials, len(ids))
+            key, losses = pooled([fold.measure for fold in cross_fit], trials, len(ids))
         else:  # one "fold": the main ranking, judged by ``measure``
-            key, losses = _pooled([measure], [[opt.dropped] for opt in options], len(ids))
-        winner, loss, candidates, auto_notes = _choose(options, ids, key, losses, auto_margin, auto_min_z)
+            key, losses = pooled([measure], [[opt.dropped] for opt in options], len(ids))
+        winner, loss, candidates, auto_notes = choose(options, ids, key, losses, auto_margin, auto_min_z)
         if cross_fit:
             auto_notes.append(f"auto judged each candidate policy on {len(cross_fit)} cross-fitted folds, "
                               f"{candidates[0].examples} per-example validation losses pooled")
@@ -284,7 +213,8 @@ def select_drops(
 
     rank = np.empty(len(ids), dtype=np.int64)
     rank[order] = np.arange(1, len(ids) + 1)
-    reasons = {str(ids[i]): _reason(winner.policy, int(rank[i]), float(delta[i])) + suffix for i in winner.dropped}
+    reason = winner.policy.ranker.reason if winner.policy else None
+    reasons = {str(ids[i]): reason(winner.policy, int(rank[i]), float(delta[i])) + suffix for i in winner.dropped}
     dropped_counts = np.bincount(labels[winner.dropped], minlength=len(class_names))
     return SelectionResult(
         policy=str(policy),
@@ -347,9 +277,9 @@ def _limits(labels: np.ndarray, num_classes: int, max_drop_fraction: float,
 def _eligible(policy: Policy, delta: np.ndarray, eligible: Sequence[bool] | np.ndarray | None) -> np.ndarray:
     """The bool mask of instances ``policy`` may drop (see ``select_drops``)."""
     if eligible is None:
-        if policy.kind == "cleanlab":
-            raise UserError("the cleanlab policy needs the flagged label issues: pass eligible")
-        return delta < 0 if policy.family == "influence" else np.ones(len(delta), dtype=bool)
+        if policy.ranker.needs_eligible:
+            raise UserError(f"the {policy.kind} policy needs its ranking's eligible instances: pass eligible")
+        return delta < 0 if policy.ranker.only_harmful else np.ones(len(delta), dtype=bool)
     eligible = np.asarray(eligible)
     if eligible.shape != delta.shape or eligible.dtype != bool:
         raise UserError(f"eligible must be a bool array of the ids' length, got {eligible.dtype} {eligible.shape}")
@@ -376,19 +306,6 @@ def _harmful(count: int) -> str:
     return f"{count} harmful instance{'' if count == 1 else 's'}"
 
 
-def _reason(policy: Policy, rank: int, delta: float) -> str:
-    """Why ``policy`` drops the instance at 1-based ``rank`` in its order (``delta`` its ranking score)."""
-    if policy.kind == "sign":
-        return f"predicted_delta_val_loss {delta:.4g} < 0 (sign)"
-    if policy.kind == "fraction":
-        return f"among the {policy.fraction * 100:g}% most harmful (rank {rank}, predicted_delta_val_loss {delta:.4g})"
-    if policy.kind == "loss":
-        return f"among the {policy.fraction * 100:g}% highest warm-up training losses (rank {rank}, loss {-delta:.4g})"
-    if policy.kind == "cleanlab":
-        return f"label issue found by confident learning (rank {rank}, label quality {delta:.4g})"
-    return f"in the random {policy.fraction * 100:g}% (the control)"
-
-
 def _fold_walk(fold: Fold, ids: np.ndarray, labels: np.ndarray, class_names: list[str], limits: _Limits,
                policy: Policy) -> _Walk:
     """A cross-fitting fold's ranking, walked as the main ranking is (ascending, ties by id; the same caps)."""
@@ -396,93 +313,3 @@ def _fold_walk(fold: Fold, ids: np.ndarray, labels: np.ndarray, class_names: lis
     if delta.shape != labels.shape or not np.isfinite(delta).all():
         raise UserError(f"a cross-fitting fold's predicted_delta must be {len(labels)} finite values")
     return _Walk(np.lexsort((ids, delta)), _eligible(policy, delta, fold.eligible), limits, labels, class_names)
-
-
-def _pooled(measures: list[Callable[[np.ndarray], float | np.ndarray]], trials: list[list[list[int]]], size: int
-            ) -> tuple[Callable[[int], tuple], Callable[[int], np.ndarray]]:
-    """The key (its drop set on every fold) and the losses of option k (``trials[k]``: its drop set per fold),
-    concatenated over the folds."""
-    def key(k: int) -> tuple:
-        return tuple(tuple(dropped) for dropped in trials[k])
-
-    def losses(k: int) -> np.ndarray:
-        return np.concatenate([np.atleast_1d(np.asarray(measure(_keep_mask(size, dropped)), dtype=np.float64))
-                               for measure, dropped in zip(measures, trials[k])])
-
-    return key, losses
-
-
-def _keep_mask(size: int, dropped: list[int]) -> np.ndarray:
-    """True for every index but the ``dropped`` ones."""
-    keep = np.ones(size, dtype=bool)
-    keep[dropped] = False
-    return keep
-
-
-def _choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
-            measure: Callable[[int], float | np.ndarray],
-            margin: float, min_z: float) -> tuple[_Option, float, list[Candidate], list[str]]:
-    """The option ``auto`` keeps, its loss, every candidate and notes on the choice.
-
-    With ``min_z`` > 0, only "none" and the drop sets whose paired win over it exceeds ``min_z``
-    standard errors take part; of those the lowest-loss one does not beat by more than ``min_z``
-    standard errors, the one dropping the most wins (once dropping is shown to help, a harmful
-    instance kept costs more than a harmless one dropped). With ``min_z`` 0, the fewest drops within
-    ``margin`` (relative) of the lowest loss. Ties in drops go to the lower loss, then the earlier option.
-
-    ``measure(k)`` gives option k's losses and ``key(k)`` what makes two options the same measurement
-    (their drop sets). Each distinct one is measured once, under the name of the first option that
-    produced it; the other names are noted as its aliases.
-    """
-    groups: dict[tuple, list[int]] = {}
-    for k in range(len(options)):
-        groups.setdefault(key(k), []).append(k)
-    distinct = [options[group[0]] for group in groups.values()]  # the first is "none": options start with it
-    measured = []
-    for group in groups.values():
-        losses = np.atleast_1d(np.asarray(measure(group[0]), dtype=np.float64))
-        if np.isnan(losses).any():
-            raise UserError(f"the refit for selection candidate {options[group[0]].name} gave a NaN validation loss")
-        measured.append(losses)
-    wins = [_win_z(measured[0], losses) if min_z > 0 else None for losses in measured]
-    candidates = [Candidate(opt.name, [str(ids[i]) for i in opt.dropped], float(losses.mean()), z, len(losses))
-                  for opt, losses, z in zip(distinct, measured, wins)]
-    allowed = [k for k, z in enumerate(wins) if k == 0 or z is None or z > min_z]
-    lowest_k = min(allowed, key=lambda k: candidates[k].val_loss)
-    lowest = candidates[lowest_k].val_loss
-    if min_z > 0:  # sets the lowest does not beat beyond the noise: the one dropping the most (recall first)
-        close = [k for k in allowed if _win_z(measured[k], measured[lowest_k]) <= min_z]
-        best = max(close, key=lambda k: (len(candidates[k].drop_ids), -candidates[k].val_loss, -k))
-    else:  # the fewest drops within the relative margin
-        close = [k for k in allowed if candidates[k].val_loss <= lowest + margin * abs(lowest)]
-        best = min(close, key=lambda k: (len(candidates[k].drop_ids), candidates[k].val_loss))
-    winner = distinct[best]
-    notes = [f"{', '.join(options[k].name for k in group[1:])} gave the same drop set as {options[group[0]].name}; "
-             f"measured once as {options[group[0]].name}" for group in groups.values() if len(group) > 1]
-    notes += [f"auto refused {c.name}: its val_loss {c.val_loss:.4g} beats keeping everything by only "
-              f"{c.win_z:.2f} standard errors (needs more than {min_z:g})"
-              for k, c in enumerate(candidates) if k not in allowed and c.val_loss < candidates[0].val_loss]
-    if candidates[best].val_loss > lowest:
-        within = f"within {min_z:g} standard errors" if min_z > 0 else f"within the margin {margin:g}"
-        notes.append(f"auto chose {winner.name} ({len(winner.dropped)} drops): its val_loss "
-                     f"{candidates[best].val_loss:.4g} is {within} of the lowest {lowest:.4g}")
-    if winner.policy is None:
-        notes.append(f"auto kept every instance: no drop set measured a val_loss lower than keeping everything's "
-                     f"{candidates[best].val_loss:.4g} by more than the margin and the noise")
-    return winner, candidates[best].val_loss, candidates, notes
-
-
-def _win_z(kept_all: np.ndarray, dropped: np.ndarray) -> float:
-    """How many standard errors the mean per-example loss win of ``dropped`` over ``kept_all`` is.
-
-    Paired: the same validation examples are scored under both refits, so the spread of their
-    differences is the noise of the mean win. Identical losses give 0; a win with no spread, +inf.
-    """
-    if dropped.shape != kept_all.shape or len(dropped) < 2:
-        raise UserError("auto_min_z needs the per-example validation losses of every candidate (at least two)")
-    differences = kept_all - dropped
-    win = float(differences.mean())
-    spread = float(differences.std(ddof=1))
-    if spread == 0:
-        return 0.0 if win == 0 else math.copysign(math.inf, win)
-    return win / (spread / math.sqrt(len(differences)))
