@@ -19,6 +19,7 @@ from keras_itl.cli.options import (  # noqa: E402
     run_dataset_options,
     user_errors,
 )
+from keras_itl.methods import all_methods, method_names  # noqa: E402
 from keras_itl.selection import policy_help, policy_texts  # noqa: E402
 
 
@@ -38,9 +39,8 @@ def main() -> None:
               "(pretrained here on it first, then cached), or a .keras model file. Omit to train from scratch.")
 @click.option("--arch", type=click.Choice(list(registry.ARCHITECTURES)), default=registry.ARCH, show_default=True,
               help="Network architecture.")
-@click.option("--method", type=click.Choice(registry.METHODS), default=None,
-              help="scratch: random init; model: fine-tune the source network; instance: drop the target "
-              "instances whose removal is predicted to lower validation loss, then fine-tune. "
+@click.option("--method", type=click.Choice(method_names()), default=None,
+              help=f"{'; '.join(f'{m.name}: {m.help}' for m in all_methods().values())}. "
               "[default: model with --source, else scratch]")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="Local ImageNet no-top weights file (.h5) for --source imagenet when offline; 'random' runs the "

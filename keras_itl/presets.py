@@ -11,9 +11,14 @@ from dataclasses import dataclass, field, fields, replace
 
 from keras_itl import registry
 from keras_itl.errors import UserError
-from keras_itl.registry import METHODS as METHOD_ORDER
+from keras_itl.methods import method_names
 
 INFLUENCE_ONLY = ("auto",)
+
+
+def _paper(scratch: float, model: float, instance: float) -> dict[str, float]:
+    """One row of the paper's tables: test error (%) by method name."""
+    return {"scratch": scratch, "model": model, "instance": instance}
 
 
 def digits_policies(fraction: float) -> tuple[str, ...]:
@@ -32,18 +37,17 @@ class Preset(registry.TrainingBudget, registry.TargetOptions):
     target: str
     archs: tuple[str, ...]
     image_size: int
-    paper: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)  # arch -> method -> the paper's test error
     instance_policies: tuple[str, ...] = INFLUENCE_ONLY  # one instance row per selection policy
-    methods: tuple[str, ...] = METHOD_ORDER  # the methods to run, in this order (the tests run fewer)
+    methods: tuple[str, ...] = field(default_factory=method_names)  # to run, in order (the tests run fewer)
 
     def paper_error(self, arch: str, method: str) -> float | None:
         """The paper's test error rate (%) for this arch and method (a row label), if the paper reports one.
 
         The paper's instance column belongs to the influence row; baseline rows have no paper number.
         """
-        row = self.paper.get(arch)
         method = {"instance[influence]": "instance"}.get(method, method)
-        return None if row is None or method not in METHOD_ORDER else row[METHOD_ORDER.index(method)]
+        return self.paper.get(arch, {}).get(method)
 
 
 def _imagenet(name: str, description: str, target: str, paper: dict, imbalance: str | None = None) -> Preset:
@@ -63,18 +67,20 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            label_noise=0.3, noise_kind="pair", instance_policies=digits_policies(0.3)),
     Preset("emnist-mnist", "EMNIST balanced (letters+digits) -> MNIST, one epoch, small CNN (paper experiment 1)",
            source="emnist", target="mnist", archs=("small-cnn",), image_size=28, epochs=1, head_epochs=0,
-           source_epochs=1, batch_size=64, paper={"small-cnn": (1.37, 1.09, 0.47)}),
+           source_epochs=1, batch_size=64, paper={"small-cnn": _paper(1.37, 1.09, 0.47)}),
     _imagenet("cifar10", "ImageNet -> CIFAR-10 (paper experiment 2)", "cifar10",
-              {"vgg16": (7.81, 7.14, 5.01), "resnet50": (6.93, 6.20, 4.11), "densenet121": (4.98, 4.23, 2.45)}),
+              {"vgg16": _paper(7.81, 7.14, 5.01), "resnet50": _paper(6.93, 6.20, 4.11),
+               "densenet121": _paper(4.98, 4.23, 2.45)}),
     _imagenet("cifar100", "ImageNet -> CIFAR-100 (paper experiment 2)", "cifar100",
-              {"vgg16": (28.82, 28.01, 25.29), "resnet50": (27.59, 26.90, 24.17),
-               "densenet121": (21.19, 20.72, 18.67)}),
+              {"vgg16": _paper(28.82, 28.01, 25.29), "resnet50": _paper(27.59, 26.90, 24.17),
+               "densenet121": _paper(21.19, 20.72, 18.67)}),
     _imagenet("svhn", "ImageNet -> SVHN (paper experiment 3)", "svhn",
-              {"resnet50": (2.12, 2.03, 1.35), "densenet121": (1.83, 1.72, 1.12)}),
+              {"resnet50": _paper(2.12, 2.03, 1.35), "densenet121": _paper(1.83, 1.72, 1.12)}),
     _imagenet("imbalanced-cifar10", "ImageNet -> CIFAR-10 with class 0 making up 90% of training (experiment 4)",
-              "cifar10", {"resnet50": (7.05, 6.35, 4.18), "densenet121": (5.02, 5.02, 2.80)}, imbalance="0:0.9"),
+              "cifar10", {"resnet50": _paper(7.05, 6.35, 4.18), "densenet121": _paper(5.02, 5.02, 2.80)},
+              imbalance="0:0.9"),
     _imagenet("imbalanced-cifar100", "ImageNet -> CIFAR-100 with class 0 making up 90% of training (experiment 4)",
-              "cifar100", {"resnet50": (28.75, 28.12, 25.87), "densenet121": (21.97, 21.97, 19.26)},
+              "cifar100", {"resnet50": _paper(28.75, 28.12, 25.87), "densenet121": _paper(21.97, 21.97, 19.26)},
               imbalance="0:0.9"),
 )}
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # ----------------------------------------------------------------------------------------- choices
-METHODS = ("scratch", "model", "instance")  # also the column order of the paper's tables
+# Transfer methods and selection rankers are plug-ins, registered by name: keras_itl.methods and
+# keras_itl.selection.rankers.
 
 
 @dataclass(frozen=True)

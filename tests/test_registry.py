@@ -20,6 +20,7 @@ from keras_itl import registry
 from keras_itl.experiment import experiment_configs, train_command
 from keras_itl.influence import InfluenceConfig, SolverOptions
 from keras_itl.inspection import inspect_influence
+from keras_itl.methods import method_names
 from keras_itl.presets import PRESETS, Preset
 from keras_itl.training import TrainConfig
 from keras_itl.transfer import InstanceOptions, TransferConfig
@@ -112,7 +113,7 @@ def test_the_influence_command_and_workflow_defaults_are_the_registry_defaults()
 def test_every_cli_choice_list_is_the_registry_list():
     main = _cli_main()
     train = main.commands["train"]
-    for name, choices in {"arch": tuple(registry.ARCHITECTURES), "method": registry.METHODS,
+    for name, choices in {"arch": tuple(registry.ARCHITECTURES), "method": method_names(),
                           "optimizer": registry.OPTIMIZERS, "lr_schedule": registry.LR_SCHEDULES,
                           "noise_kind": registry.NOISE_KINDS, "auto_judge": registry.AUTO_JUDGES,
                           "instance_start": registry.INSTANCE_STARTS, "solver": registry.SOLVERS}.items():
@@ -121,32 +122,29 @@ def test_every_cli_choice_list_is_the_registry_list():
 
 
 @contextmanager
-def _registry_with(architecture: registry.Architecture, method: str):
-    """The registry with one more architecture and method, as if written into registry.py, and the CLI
-    declared again from it (as a fresh process would); both restored afterwards."""
+def _registry_with(architecture: registry.Architecture):
+    """The registry with one more architecture, as if written into registry.py, and the CLI declared again from it
+    (as a fresh process would); both restored afterwards."""
     import keras_itl.cli.main
     import keras_itl.cli.options
 
-    methods = registry.METHODS
     try:
         registry.ARCHITECTURES[architecture.name] = architecture
-        registry.METHODS = (*methods, method)
         importlib.reload(keras_itl.cli.options)
         yield importlib.reload(keras_itl.cli.main).main
     finally:
         del registry.ARCHITECTURES[architecture.name]
-        registry.METHODS = methods
         importlib.reload(keras_itl.cli.options)
         importlib.reload(keras_itl.cli.main)
 
 
-def test_an_arch_or_method_added_to_the_registry_is_accepted_by_the_cli(recorded_configs, tmp_path):
+def test_an_arch_added_to_the_registry_is_accepted_by_the_cli(recorded_configs, tmp_path):
     args = ["--target", "digits", "--source", "mnist-5k", "--output", str(tmp_path)]
     assert CliRunner().invoke(_cli_main(), ["train", *args, "--arch", "tiny-net"]).exit_code == 2  # not yet
     tiny = registry.Architecture("tiny-net", 16, 8, needs_rgb=False, supports_imagenet=False)
-    with _registry_with(tiny, "distill") as main:
-        config = _train(main, [*args, "--arch", "tiny-net", "--method", "distill"], recorded_configs)
-    assert (config.arch, config.method) == ("tiny-net", "distill")
+    with _registry_with(tiny) as main:
+        config = _train(main, [*args, "--arch", "tiny-net"], recorded_configs)
+    assert config.arch == "tiny-net"
     assert "tiny-net" not in _option(_cli_main().commands["train"], "arch").type.choices  # restored
 
 

@@ -18,10 +18,15 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+LossTerm: TypeAlias = Callable[[keras.Model, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+"""A term a method adds to the training loss: ``(model, images, labels, predicted probabilities)`` of one replica's
+batch -> a scalar (a mean over the batch, like the cross-entropy it is added to), e.g. a domain-alignment penalty."""
 
 
 @dataclass
@@ -55,23 +60,23 @@ _STEPS: weakref.WeakKeyDictionary[keras.Model, dict[tuple, CompiledStep]] = weak
 
 
 def compiled_step(model: keras.Model, strategy: tf.distribute.Strategy, *, optimizer: str, learning_rate: float,
-                  schedule: str, decay_steps: int) -> CompiledStep:
+                  schedule: str, decay_steps: int, loss_term: LossTerm | None = None) -> CompiledStep:
     """The optimizer and training step for ``model``'s current trainable set, reset for a new phase.
 
     A step is reused only for the same strategy, optimizer kind and schedule (for a cosine schedule,
     the same rate and length too), the same trainable variables and the same ``trainable`` flag on
     every layer (the flag decides, for instance, whether BatchNormalization runs in training or
-    inference mode inside the traced graph).
+    inference mode inside the traced graph), and the same ``loss_term`` added to the loss.
     """
     # a cosine schedule's rate and length stay Python numbers in the graph: read from variables, TensorFlow
     # computes the schedule in another order and the weights differ in their last bits
     cosine_numbers = (learning_rate, decay_steps) if schedule == "cosine" else None
     key = (optimizer, schedule, cosine_numbers, tuple(id(v) for v in model.trainable_variables),
-           tuple(_trainable_flags(model)))
+           tuple(_trainable_flags(model)), loss_term)
     steps = _STEPS.setdefault(model, {})
     cached = steps.get(key)
     if cached is None or cached.strategy is not strategy:
-        cached = steps[key] = _build(model, strategy, optimizer, learning_rate, schedule, decay_steps)
+        cached = steps[key] = _build(model, strategy, optimizer, learning_rate, schedule, decay_steps, loss_term)
     cached.reset(learning_rate)
     return cached
 
@@ -100,7 +105,7 @@ _OPTIMIZERS: dict[str, Callable] = {  # registry.OPTIMIZERS -> how to make one
 
 
 def _build(model: keras.Model, strategy: tf.distribute.Strategy, optimizer: str, learning_rate: float,
-           schedule: str, decay_steps: int) -> CompiledStep:
+           schedule: str, decay_steps: int, loss_term: LossTerm | None) -> CompiledStep:
     """A new optimizer for the model's trainable variables, built under the strategy, and its untraced step."""
     with strategy.scope():
         cosine = schedule == "cosine"
@@ -108,12 +113,16 @@ def _build(model: keras.Model, strategy: tf.distribute.Strategy, optimizer: str,
         made = _OPTIMIZERS[optimizer](rate)
         made.build(model.trainable_variables)
     return CompiledStep(strategy=strategy, optimizer=made, cosine=cosine, initial_state=[
-        variable.numpy() for variable in made.variables], run_step=_step_function(weakref.ref(model), made, strategy))
+        variable.numpy() for variable in made.variables],
+        run_step=_step_function(weakref.ref(model), made, strategy, loss_term))
 
 
-def _step_function(model_ref: weakref.ref, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy
-                   ) -> Callable:
-    """One training step on a distributed batch: per-replica losses summed over the global batch, then applied."""
+def _step_function(model_ref: weakref.ref, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
+                   loss_term: LossTerm | None) -> Callable:
+    """One training step on a distributed batch: per-replica losses summed over the global batch, then applied.
+
+    Regularisation losses and the ``loss_term`` are per-replica means, so each replica adds its share of them:
+    summed over the replicas, the gradient is that of one term."""
     variables = model_ref().trainable_variables
 
     def replica_step(images, labels):
@@ -126,6 +135,8 @@ def _step_function(model_ref: weakref.ref, optimizer: keras.optimizers.Optimizer
             loss = tf.reduce_sum(per_example) / global_count
             if model.losses:
                 loss += tf.add_n(model.losses) / context.num_replicas_in_sync
+            if loss_term is not None:
+                loss += loss_term(model, images, labels, probs) / context.num_replicas_in_sync
         gradients = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32))

@@ -22,7 +22,7 @@ from keras_itl.datasets import Split, make_batches
 from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model
 from keras_itl.registry import LR_SCHEDULES, OPTIMIZERS
-from keras_itl.training.compiled_step import CompiledStep, compiled_step
+from keras_itl.training.compiled_step import CompiledStep, LossTerm, compiled_step
 from keras_itl.training.run_state import RunState
 from keras_itl.training.strategy import check_workers_agree, is_chief
 
@@ -103,12 +103,14 @@ def train_model(
     name: str = "train",
     resume: bool = False,
     verbose: bool = True,
+    loss_term: LossTerm | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train``, one checkpoint per epoch under ``run_dir``.
 
     With a validation split the loop tracks validation loss, stops after ``patience`` epochs
     without improvement and ends with the best-validation weights. ``resume`` continues from
     the phase's latest checkpoint (a finished or early-stopped phase is not trained again).
+    ``loss_term`` adds a method's own term to the training loss (the reported loss stays the cross-entropy).
     """
     if len(train) == 0:
         raise UserError("the training split is empty")
@@ -118,7 +120,8 @@ def train_model(
         raise UserError(f"the training split has {len(train)} examples, fewer than the "
                         f"{strategy.num_replicas_in_sync} replicas training on it")
     compiled = compiled_step(model, strategy, optimizer=config.optimizer, learning_rate=config.learning_rate,
-                             schedule=config.lr_schedule, decay_steps=config.epochs * steps_per_epoch)
+                             schedule=config.lr_schedule, decay_steps=config.epochs * steps_per_epoch,
+                             loss_term=loss_term)
     state = RunState(model, compiled.optimizer, run_dir, name, settings=asdict(config), chief=is_chief(strategy))
     try:
         return _train(model, train, val, config, strategy, compiled, state, steps_per_epoch, resume, verbose)

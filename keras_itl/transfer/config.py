@@ -10,6 +10,7 @@ from keras_itl import registry
 from keras_itl.backbones import get_architecture
 from keras_itl.errors import UserError
 from keras_itl.influence import SolverOptions
+from keras_itl.methods import get_method
 from keras_itl.pretrained import IMAGENET
 from keras_itl.registry import AUTO_JUDGES as JUDGES
 from keras_itl.registry import INSTANCE_STARTS
@@ -87,9 +88,7 @@ class TransferConfig(registry.TrainingBudget, registry.TargetOptions):
 
     def __post_init__(self) -> None:
         get_architecture(self.arch)
-        if self.method not in registry.METHODS:
-            raise UserError(f"unknown method {self.method!r}; choose one of: {', '.join(registry.METHODS)}")
-        if self.method != "scratch" and not self.source:
+        if get_method(self.method).uses_source and not self.source:
             raise UserError(f"--method {self.method} fine-tunes a pretrained network: pass --source "
                             "(imagenet, a dataset spec or a .keras model)")
         if self.weights is not None and self.source != IMAGENET:

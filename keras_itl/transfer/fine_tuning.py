@@ -1,7 +1,7 @@
 """Network-based transfer: the model before target training, and fine-tuning it on the target.
 
-``scratch`` trains from random initialisation. The other methods start from the source's backbone
-under a new head and fine-tune in two phases: first the head alone with the backbone frozen, then
+A method that uses the source starts from the source's backbone under a new head; ``model`` (and the
+instance method's warm-up and refits) fine-tune it in two phases: first the head alone with the backbone frozen, then
 the backbone (all of it, or its top layers) with BatchNormalization kept in inference mode, so
 small target batches do not overwrite the source statistics.
 
@@ -23,6 +23,7 @@ import tensorflow as tf
 from keras_itl import registry
 from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture
 from keras_itl.datasets import Split
+from keras_itl.methods import get_method
 from keras_itl.pretrained import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
 from keras_itl.training import TrainResult, train_model
 from keras_itl.transfer.config import RANDOM_WEIGHTS, TransferConfig
@@ -30,9 +31,10 @@ from keras_itl.transfer.config import RANDOM_WEIGHTS, TransferConfig
 
 def build_initial_model(config: TransferConfig, num_classes: int, channels: int,
                         strategy: tf.distribute.Strategy, verbose: bool = True) -> keras.Model:
-    """The model before target training: random for ``scratch``, else carrying the source's backbone."""
+    """The model before target training: carrying the source's backbone when the method uses a source, else
+    randomly initialised."""
     image_size = config.image_size or get_architecture(config.arch).default_image_size
-    source: Source | None = parse_source(config.source) if config.method != "scratch" else None
+    source: Source | None = parse_source(config.source) if get_method(config.method).uses_source else None
     pretrained = None
     if source is not None and source.kind == "dataset":
         pretrained = pretrain_on_dataset(
@@ -85,19 +87,16 @@ class FitResult:
     """The phases a fit trained, in order, and for fine-tuning the rate factor it kept."""
 
     phases: list[TrainResult]
-    lr_factor: LrFactorChoice | None = None  # None for scratch
+    lr_factor: LrFactorChoice
 
 
 def fit_target(model: keras.Model, train: Split, val: Split, config: TransferConfig, *,
                strategy: tf.distribute.Strategy, run_dir: Path, resume: bool = False, verbose: bool = True,
                prefix: str = "") -> FitResult:
-    """Train from scratch (``scratch``) or fine-tune in two phases (the other methods), validating on ``val``.
+    """Fine-tune in two phases - the head alone, then the backbone - validating on ``val``.
 
     With ``config.fine_tune_lr_factor`` None the fine-tuning phase runs once per candidate factor from
     the same head weights and ``model`` ends with the candidate of lowest validation loss."""
-    if config.method == "scratch":
-        return FitResult([train_model(model, train, val, config.train_config(), strategy=strategy, run_dir=run_dir,
-                                      name=f"{prefix}scratch", resume=resume, verbose=verbose)])
     backbone = model.get_layer(BACKBONE_NAME)
     phases = []
     if config.head_epochs:

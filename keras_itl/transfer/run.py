@@ -1,6 +1,6 @@
 """One transfer run end to end: load the target, build the model from its source, train by the
-chosen method, test, and write the run directory (model, run.json, metrics, plots; optionally a
-TF Serving export).
+chosen method (a plug-in of ``keras_itl.methods``), test, and write the run directory (model,
+run.json, metrics, plots; optionally a TF Serving export).
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from keras_itl.determinism import make_deterministic
 from keras_itl.evaluation import Metrics, evaluate_model
 from keras_itl.evaluation_report import write_evaluation
 from keras_itl.export import export_model
+from keras_itl.methods import MethodInputs, get_method
 from keras_itl.plots import plot_training_curves
 from keras_itl.run_record import RunRecord
 from keras_itl.training import TrainResult, guard_run_options, is_chief, make_strategy
 from keras_itl.training.compiled_step import release_compiled_steps
 from keras_itl.transfer.config import TransferConfig
-from keras_itl.transfer.fine_tuning import build_initial_model, fit_target
-from keras_itl.transfer.instance_method import run_instance_method
+from keras_itl.transfer.fine_tuning import build_initial_model
 
 
 @dataclass
@@ -50,7 +50,7 @@ class TransferResult:
 
     def summary(self) -> str:
         """One line for the end of a run."""
-        source = self.config.source if self.config.method != "scratch" else "random init"
+        source = self.config.source if get_method(self.config.method).uses_source else "random init"
         dropped = f", dropped {self.dropped} of {self.dataset['sizes']['train']} training instances" \
             if self.influence else ""
         return (f"{self.config.method}: {self.config.arch} from {source} on {self.config.target} - test error rate "
@@ -97,27 +97,20 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
         print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes}){skipped}", flush=True)
     channels = model_channels(config.arch, data.info.image_shape[2])
     model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)
-    influence, files, lr_factor = None, {}, None
-    if config.method == "instance":
-        phases, influence, files = run_instance_method(model, data, config, strategy=strategy, run_dir=output_dir,
-                                                      resume=resume, verbose=verbose)
-        lr_factor = influence["fine_tune_lr_factor"]
-    else:
-        fit = fit_target(model, data.split("train"), data.split("val"), config, strategy=strategy,
-                         run_dir=output_dir, resume=resume, verbose=verbose)
-        phases, lr_factor = fit.phases, fit.lr_factor.to_dict() if fit.lr_factor else None
+    outcome = get_method(config.method).fit(MethodInputs(model, data, config, strategy, output_dir, resume, verbose))
+    files = dict(outcome.files)
     release_compiled_steps(model)  # training is over: its optimizers need not live as long as the model
     test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
-    result = TransferResult(config=config, test=test, phases=phases, dataset=data.info.to_dict(),
+    result = TransferResult(config=config, test=test, phases=outcome.phases, dataset=data.info.to_dict(),
                             output_dir=output_dir, seconds=time.perf_counter() - started, files=files,
-                            influence=influence, fine_tuning=lr_factor, model=model)
+                            influence=outcome.influence, fine_tuning=outcome.fine_tuning, model=model)
     if not chief:
         return result
     files.update({name: str(path) for name, path in
                   write_evaluation(test, data.info.class_names, output_dir, "test").items()})
     model.save(output_dir / "model.keras")
     files["model"] = str(output_dir / "model.keras")
-    plot_training_curves({p.name: p.history for p in phases}, output_dir / "training_curves.png")
+    plot_training_curves({p.name: p.history for p in outcome.phases}, output_dir / "training_curves.png")
     files["training_curves"] = str(output_dir / "training_curves.png")
     if export_to is not None:
         exported = export_model(model, export_to, class_names=data.info.class_names,
