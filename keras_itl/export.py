@@ -87,7 +87,7 @@ class _ServingModule(tf.Module):
 
     The signatures are all TF Serving (and ``keras-itl serve``) call. Tracking the Keras model object
     itself would make ``tf.saved_model.save`` walk and retrace every layer for its own functions - four
-    more traces of the whole network, 30 of DenseNet121's 38 CPU seconds of export on this machine -
+    more traces of the whole network, most of a large backbone's export time (docs/results.md) -
     for nothing any server uses; the model is held outside the tracked attributes, its variables are not.
     """
 

@@ -42,8 +42,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
     Each worker runs TensorFlow on one thread (above), and many tests spend part of their time waiting
     - for a server or worker subprocess to start, for a timeout they test - so with one worker per core
-    a core sat idle whenever its worker waited: on the 2-core machine 3 workers ran the suite of the
-    time (before the speed-ups of 29 Nov) in 677 s where 2 took 740 s.
+    a core sat idle whenever its worker waited: on 2 cores, 3 workers ran the suite in 677 s where 2
+    took 740 s (docs/results.md).
     """
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):  # xdist's own override, honoured as xdist does
         return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])

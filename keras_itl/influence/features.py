@@ -13,7 +13,7 @@ directory, or a temporary directory), so memory stays bounded by the page cache.
 unlinked as soon as they are mapped: nothing is left behind, whatever happens to the process.
 
 For scope ``all`` (or a model that cannot be cut) nothing is frozen: the "activations" are the
-split's images at the model's input size, batched on the fly as before.
+split's images at the model's input size, batched on the fly.
 """
 from __future__ import annotations
 

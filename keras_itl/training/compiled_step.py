@@ -1,7 +1,7 @@
 """A model's optimizer and traced training step, kept for the next phase that trains the same variables.
 
 Tracing a training step costs far more than running it on a small target: about 12 CPU seconds
-for DenseNet121 on this 2-core machine, against a second or two for an epoch of a few hundred
+for DenseNet121 on 2 CPU cores, against a second or two for an epoch of a few hundred
 images. The instance method trains the same model again after selecting instances (and once per
 candidate drop set when candidates are judged by full refits), with the same trainable variables
 and settings - only the data differ, and the number of steps when instances were dropped. So a
