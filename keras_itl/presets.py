@@ -94,7 +94,7 @@ def get_preset(name: str) -> Preset:
 
 
 # The test suite runs the README's `keras-itl experiment` command as written, at a budget it can
-# afford, by setting this variable (tests/test_readme_main_job.py); the CLI says when it applies.
+# afford, by setting this variable (tests/experiment/test_readme_main_job.py); the CLI says when it applies.
 OVERRIDES_ENV = "KERAS_ITL_PRESET_OVERRIDES"
 _OVERRIDABLE = (*(f.name for base in (registry.TrainingBudget, registry.TargetOptions) for f in fields(base)),
                 "image_size")

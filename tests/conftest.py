@@ -132,12 +132,12 @@ def _private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_noisy_experiment(tmp_path_factory) -> SimpleNamespace:
     """The digits-noisy preset at a tiny budget (60 training images of 12x12, two epochs, no separate head
-    phase), every row, best model exported: run once per test run. tests/test_experiment.py checks it and serves its
-    export; tests/test_determinism.py reruns part of it and compares the numbers."""
+    phase), every row, best model exported: run once per test run. tests/experiment/test_experiment.py checks it
+    and serves its export; tests/training/test_determinism.py reruns part of it and compares the numbers."""
     preset = replace(get_preset("digits-noisy"), max_train_examples=60, image_size=12, epochs=2, head_epochs=0,
                      source_epochs=1)
     root = tmp_path_factory.mktemp("tiny-digits-noisy")
-    # one replica, as a user's CPU run (two replicas: tests/test_training.py and the CLI tests); a third faster
+    # one replica, as a user's CPU run (two replicas: tests/training/test_training.py and the CLI tests); a third faster
     result = run_experiment(preset, root / "out", export_base=root / "saved", strategy=make_strategy(["/cpu:0"]),
                             verbose=False)
     keras.backend.clear_session()

@@ -25,7 +25,7 @@ def _budget(**changes) -> list[str]:
 TINY = _budget()
 # One phase per fit (no separate head phase) halves the training calls and leaves what the tests using it check:
 # auto judged by full refits (one per candidate), the baseline policies' selections. The two-phase fine-tuning
-# runs in the influence test above, in tests/test_transfer_cli.py and in tests/test_training.py.
+# runs in the influence test above, in tests/methods/test_transfer_cli.py and in tests/training/test_training.py.
 ONE_PHASE = _budget(head_epochs=0)
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from keras_itl.presets import OVERRIDES_ENV, PRESETS, with_overrides
-from tests.experiment_checks import check_experiment
+from tests.experiment.experiment_checks import check_experiment
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 SMALL_BUDGET = "max_train_examples=60,image_size=12,epochs=2,head_epochs=0,source_epochs=1"
 
 
@@ -49,6 +49,7 @@ def test_readme_main_job_prints_the_comparison_and_exports_the_best_model(tmp_pa
     results = list((tmp_path / "runs").glob("*/results.md"))
     assert results and (results[0].parent / "results.json").exists()
     assert list((tmp_path / "saved_models").glob("*/1/saved_model.pb"))  # published for TF Serving
-    # the digits preset end to end (tests/test_presets_mock.py leaves it to this test): the checks every preset passes
+    # the digits preset end to end (tests/experiment/test_presets_mock.py leaves it to this test): the checks every
+    # preset passes
     check_experiment(with_overrides(PRESETS["digits"], SMALL_BUDGET), Path("runs/experiment-digits"),
                      Path("saved_models"), cwd=tmp_path)

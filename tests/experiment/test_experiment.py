@@ -13,8 +13,8 @@ from keras_itl.cli.main import main
 from keras_itl.errors import UserError
 from keras_itl.presets import OVERRIDES_ENV, PRESETS, with_overrides
 from keras_itl.selection import parse_policy
-from tests.experiment_checks import check_experiment
-from tests.serving_helpers import Server, post
+from tests.experiment.experiment_checks import check_experiment
+from tests.serving.serving_helpers import Server, post
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -61,7 +61,7 @@ def test_unknown_preset_lists_the_choices():
 
 @pytest.mark.slow
 def test_tiny_digits_experiment_writes_results_and_serves_its_best_model(tiny_noisy_experiment, tmp_path):
-    """Also the digits-noisy preset's end-to-end run (tests/test_presets_mock.py leaves it to this test)."""
+    """Also the digits-noisy preset's end-to-end run (tests/experiment/test_presets_mock.py leaves it to this test)."""
     preset, result, out, saved_models = (tiny_noisy_experiment.preset, tiny_noisy_experiment.result,
                                          tiny_noisy_experiment.out, tiny_noisy_experiment.saved)
     check_experiment(preset, out, saved_models)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from keras_itl.cli.main import main
 from keras_itl.datasets import load_dataset, make_batches
 from keras_itl.serving.client import GrpcClient, RestClient
-from tests.serving_helpers import Server, get_json, post
+from tests.serving.serving_helpers import Server, get_json, post
 
 SIZE = 16  # the suite's trained digits run (tests/conftest.py)
 

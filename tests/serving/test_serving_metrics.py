@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from keras_itl.serving.client import GrpcClient, RestClient
-from tests.serving_helpers import Server, post, request, save_affine, write_warmup
+from tests.serving.serving_helpers import Server, post, request, save_affine, write_warmup
 
 pytestmark = pytest.mark.xdist_group("test_serving_metrics")  # one worker runs the module: its server starts once
 

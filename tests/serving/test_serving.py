@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 
 from keras_itl.cli.main import main
 from keras_itl.serving.client import GrpcClient, RestClient, ServingClientError
-from tests.serving_helpers import (
+from tests.serving.serving_helpers import (
     Server,
     get_json,
     png,
@@ -518,7 +518,7 @@ def test_deployment_files_serve_saved_models_on_the_standard_ports():
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
-    serving = Path(__file__).resolve().parents[1] / "serving"
+    serving = Path(__file__).resolve().parents[2] / "serving"
     config = text_format.Parse((serving / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
     entries = config.model_config_list.config
     assert entries and all(e.base_path == f"/models/{e.name}" and e.model_platform == "tensorflow" for e in entries)

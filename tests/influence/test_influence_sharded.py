@@ -19,7 +19,7 @@ import pytest
 
 from keras_itl.training import make_strategy
 from keras_itl.training.launcher import local_tf_configs
-from tests.influence_shard_worker import score
+from tests.influence.influence_shard_worker import score
 
 TIMEOUT_SECONDS = 600
 
@@ -27,7 +27,7 @@ TIMEOUT_SECONDS = 600
 def _score_in_workers(output: Path, scratch: Path, workers: int) -> list[dict]:
     """Run the scoring script in ``workers`` processes on 127.0.0.1; each process's JSON report."""
     env = {**os.environ, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    processes = [subprocess.Popen([sys.executable, "-m", "tests.influence_shard_worker", str(output)],
+    processes = [subprocess.Popen([sys.executable, "-m", "tests.influence.influence_shard_worker", str(output)],
                                   env={**env, "TF_CONFIG": config}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
                  for config in local_tf_configs(workers)]

@@ -28,7 +28,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from tests.serving_helpers import (
+from tests.serving.serving_helpers import (
     Server,
     get_json,
     png,

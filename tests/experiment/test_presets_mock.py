@@ -15,9 +15,9 @@ row on this 2-core CPU, and VGG16's backward pass through its 32- to 4-pixel blo
 third of a stand-in case's CPU time. Training a whole VGG16 still runs in cifar10's scratch row, and
 fine-tuning a whole backbone (no ``fine_tune_layers``) in every digits experiment - the same code.
 
-Two presets run end to end in other tests, held to the same checks (tests/experiment_checks.py):
-``digits`` is the README's main job (tests/test_readme_main_job.py, all six rows at a small
-budget) and ``digits-noisy`` the tiny experiment of tests/test_experiment.py (all six rows, then
+Two presets run end to end in other tests, held to the same checks (tests/experiment/experiment_checks.py):
+``digits`` is the README's main job (tests/experiment/test_readme_main_job.py, all six rows at a small
+budget) and ``digits-noisy`` the tiny experiment of tests/experiment/test_experiment.py (all six rows, then
 served); running them here again would only repeat them.
 
 cifar10 runs with each of its three Keras Applications (one experiment per architecture, as
@@ -37,7 +37,7 @@ from keras_itl.presets import INFLUENCE_ONLY, PRESETS
 from keras_itl.pretrained import IMAGENET
 from keras_itl.training import make_strategy
 from keras_itl.transfer import RANDOM_WEIGHTS, InstanceOptions
-from tests.experiment_checks import check_experiment
+from tests.experiment.experiment_checks import check_experiment
 
 MOCK_EXAMPLES = 60  # per TFDS split
 STAND_IN_ARCH = "vgg16"  # the Keras Application that traces fastest

@@ -1,6 +1,6 @@
 """Sharded-influence scoring of a fixed small-cnn on digits: one process of the sharded-influence test.
 
-Run as ``python -m tests.influence_shard_worker OUTPUT_DIR [TRAIN_EXAMPLES]`` with a multi-worker TF_CONFIG
+Run as ``python -m tests.influence.influence_shard_worker OUTPUT_DIR [TRAIN_EXAMPLES]`` with a multi-worker TF_CONFIG
 (the strategy is made first: a multi-worker strategy must precede every other TF op); the test scores the
 unsharded reference in its own process with ``score`` and a one-replica strategy. The chief writes
 ``influence.csv`` and the full-precision ``scores.npy``; every worker prints one JSON line: its timings, and

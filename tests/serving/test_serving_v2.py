@@ -13,7 +13,7 @@ import tritonclient.http as triton
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.serving_helpers import Server, get_json, post, request, save_affine, save_text, save_two_in_two_out
+from tests.serving.serving_helpers import Server, get_json, post, request, save_affine, save_text, save_two_in_two_out
 
 pytestmark = pytest.mark.xdist_group("test_serving_v2")  # one worker runs the module: its server starts once
 
