@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from keras_itl import registry
-
-SCOPE_HELP = f"Influence parameter scope: {registry.SCOPE_HELP}."
+from keras_itl.options import OPTIONS, SELECTION_LIMITS, SOLVER_OPTIONS
 
 
 def user_errors(command):
@@ -39,48 +38,53 @@ def _apply(options: list, command):
     return command
 
 
+def non_negative(ctx, param, value):
+    if value is not None and value < 0:
+        raise click.BadParameter("must be >= 0")
+    return value
+
+
+_KINDS = {"int": int, "float": float, "text": str, "dir": click.Path(file_okay=False),
+          "file": click.Path(dir_okay=False)}
+_CHECKS = {"positive": positive, "non-negative": non_negative}
+
+
+def declared_option(name: str, **changes):
+    """The click option of a declared user option (keras_itl.options), with ``changes`` to its declaration."""
+    from dataclasses import replace
+
+    declaration = replace(OPTIONS[name], **changes)
+    kind = declaration.kind
+    if callable(kind):
+        kind = kind()
+    metavar = declaration.metavar() if callable(declaration.metavar) else declaration.metavar
+    return click.option(
+        declaration.flag, declaration.name, type=click.Choice(kind) if isinstance(kind, tuple) else _KINDS[kind],
+        default=declaration.default, required=declaration.required, metavar=metavar,
+        show_default=declaration.default is not None and not declaration.default_text,
+        callback=_CHECKS.get(declaration.check), help=declaration.help_text())
+
+
+def declared_options(*names: str):
+    """Decorate a command with the declared options ``names``, in this order in --help."""
+    def decorate(command):
+        return _apply([declared_option(name) for name in names], command)
+
+    return decorate
+
+
 def influence_options(command):
     """Options of the influence computation, shared by train --method instance and influence."""
-    options = [
-        click.option("--scope", default=registry.SCOPE, show_default=True, help=SCOPE_HELP),
-        click.option("--solver", type=click.Choice(registry.SOLVERS), default=registry.SOLVER, show_default=True,
-                     help="Inverse-Hessian-vector solver: conjugate gradient, dense exact (small scopes) or LiSSA."),
-        click.option("--hessian", type=click.Choice(registry.HESSIANS), default=registry.HESSIAN, show_default=True,
-                     help="Curvature to invert: the loss's exact Hessian, or the Gauss-Newton matrix (positive "
-                          "semi-definite on any scope; equal to the exact Hessian on the head)."),
-        click.option("--damping", type=float, default=registry.DAMPING, show_default=True,
-                     help="Damping added to the Hessian (H + damping*I) so the solve is well posed for deep nets."),
-        click.option("--damping-retries", type=click.IntRange(min=0), default=registry.DAMPING_RETRIES,
-                     show_default=True,
-                     help="When the solve fails (not positive definite, no convergence), retry this many times, "
-                          "each with 10x the damping; the damping used is reported."),
-        click.option("--cg-max-iterations", type=click.IntRange(min=1), default=registry.CG_MAX_ITERATIONS,
-                     show_default=True,
-                     help="--solver cg: iterations before the solve counts as failed."),
-        click.option("--lissa-scale", type=float, default=registry.LISSA_SCALE, show_default=True, callback=positive,
-                     help="--solver lissa: must exceed the largest eigenvalue of H + damping*I, or LiSSA diverges."),
-        click.option("--lissa-depth", type=click.IntRange(min=1), default=registry.LISSA_DEPTH, show_default=True,
-                     help="--solver lissa: recursion steps; too few and the residual check fails the solve."),
-        click.option("--lissa-batch-size", type=click.IntRange(min=1), default=None,
-                     help="--solver lissa: training instances sampled per step. [default: all of them]"),
-        click.option("--max-drop-fraction", type=float, default=registry.MAX_DROP_FRACTION, show_default=True,
-                     help="Never drop more than this fraction of the training instances."),
-        click.option("--min-class-keep-fraction", type=float, default=registry.MIN_CLASS_KEEP_FRACTION,
-                     show_default=True,
-                     help="Per-class floor: every class keeps at least this fraction of its instances (and one)."),
-    ]
-    return _apply(options, command)
+    return declared_options("scope", *SOLVER_OPTIONS, *SELECTION_LIMITS)(command)
 
 
 def dataset_options(command):
-    """Options that decide how a target dataset is split (train and evaluate must agree on them)."""
+    """Options that decide how a target dataset is split, for commands that read a trained model (the
+    training run's own values are their defaults)."""
     options = [
-        click.option("--seed", type=int, default=None, help="Seed for splits, label noise, initialisation and "
-                     f"data order. [default: {registry.SEED}, or the training run's]"),
-        click.option("--val-fraction", type=float, default=None, help="Stratified fraction of the training data "
-                     f"held out for validation. [default: {registry.VAL_FRACTION}, or the training run's]"),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="TFDS data directory holding local copies of TFDS datasets (else $TFDS_DATA_DIR)."),
+        declared_option("seed", default=None, default_text=f"{registry.SEED}, or the training run's"),
+        declared_option("val_fraction", default=None, default_text=f"{registry.VAL_FRACTION}, or the training run's"),
+        declared_option("data_dir"),
     ]
     return _apply(options, command)
 

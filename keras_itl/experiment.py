@@ -22,9 +22,9 @@ import tensorflow as tf
 
 from keras_itl.determinism import make_deterministic
 from keras_itl.export import export_model
+from keras_itl.options import TargetOptions, TrainingBudget, command_words
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import Preset
-from keras_itl.registry import INSTANCE_FLAGS, TRAIN_FLAGS, TargetOptions, TrainingBudget
 from keras_itl.selection import parse_policy
 from keras_itl.transfer import (
     InstanceOptions,
@@ -69,21 +69,11 @@ def train_command(config: TransferConfig, output: Path) -> str:
     """The ``keras-itl train`` command line that runs ``config`` (what ``--dry-run`` prints).
 
     Names the source, target, arch and method (and the policy of an instance run) always, every other
-    setting where it differs from the default; the flags are the registry's.
+    setting where it differs from the default; the flags are the options' declarations (keras_itl.options).
     """
     defaults = TransferConfig(target=config.target, source=config.source)
-    parts = ["keras-itl", "train"]
-    for name, flag in TRAIN_FLAGS.items():
-        value = getattr(config, name)
-        if name in ("source", "target", "arch", "method") or (value is not None and value != getattr(defaults, name)):
-            parts += [flag, str(value)]
-    if config.patience != defaults.patience:
-        parts += ["--patience", str(config.patience or 0)]  # 0 disables early stopping
-    if config.method == "instance":
-        for name, flag in INSTANCE_FLAGS.items():
-            value = getattr(config.instance, name)
-            if name == "policy" or (value is not None and value != getattr(defaults.instance, name)):
-                parts += [flag, str(value)]
+    always = ("source", "target", "arch", "method", *(("instance.policy",) if config.method == "instance" else ()))
+    parts = ["keras-itl", "train", *command_words(config, defaults, always)]
     return shlex.join(parts + ["--output", str(output)])
 
 

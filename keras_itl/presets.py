@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
-from keras_itl import registry
 from keras_itl.errors import UserError
 from keras_itl.methods import method_names
+from keras_itl.options import TargetOptions, TrainingBudget
 
 INFLUENCE_ONLY = ("auto",)
 
@@ -27,7 +27,7 @@ def digits_policies(fraction: float) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Preset(registry.TrainingBudget, registry.TargetOptions):
+class Preset(TrainingBudget, TargetOptions):
     """One comparison: where weights come from, the target, architectures, the training budget and
     the target options (the keyword-only fields of TrainingBudget and TargetOptions)."""
 
@@ -96,7 +96,7 @@ def get_preset(name: str) -> Preset:
 # The test suite runs the README's `keras-itl experiment` command as written, at a budget it can
 # afford, by setting this variable (tests/experiment/test_readme_main_job.py); the CLI says when it applies.
 OVERRIDES_ENV = "KERAS_ITL_PRESET_OVERRIDES"
-_OVERRIDABLE = (*(f.name for base in (registry.TrainingBudget, registry.TargetOptions) for f in fields(base)),
+_OVERRIDABLE = (*(f.name for base in (TrainingBudget, TargetOptions) for f in fields(base)),
                 "image_size")
 
 

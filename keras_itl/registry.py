@@ -1,9 +1,9 @@
 """The one place every named choice and every default of keras-itl is written down.
 
-The CLI's options (their ``click.Choice`` lists and defaults), ``TransferConfig``,
-``InstanceOptions``, ``Preset``, ``TrainConfig``, ``SolverOptions``, ``select_drops`` and the
-experiment's rendering of ``keras-itl train`` commands all read from here, so adding a method or an
-architecture, or changing the default training budget, is one edit in this file. Pure Python (no
+Every user option's declaration (``keras_itl.options``: flag, help, type) takes its default and its
+choices from here, and so do the configuration dataclasses built from those declarations, ``TrainConfig``,
+``select_drops`` and the influence engine: changing a default or adding an architecture is one edit in
+this file. Methods and selection rankers are plug-ins with registries of their own. Pure Python (no
 TensorFlow, no Keras): the CLI reads it while its options are declared, before anything heavy loads.
 """
 from __future__ import annotations
@@ -89,48 +89,3 @@ MAX_DROP_FRACTION = 0.5
 MIN_CLASS_KEEP_FRACTION = 0.5
 INSTANCE_START = "source"
 INFLUENCE_BATCH_SIZE = 64  # gradient, Hessian-vector and scoring passes
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainingBudget:
-    """The budget a run trains with; TransferConfig and Preset both carry it (keyword-only fields)."""
-
-    epochs: int = EPOCHS
-    head_epochs: int = HEAD_EPOCHS
-    source_epochs: int = SOURCE_EPOCHS
-    batch_size: int = BATCH_SIZE
-    learning_rate: float = LEARNING_RATE
-    fine_tune_lr_factor: float | None = FINE_TUNE_LR_FACTOR
-
-
-@dataclass(frozen=True, kw_only=True)
-class TargetOptions:
-    """How the target's training data is cut down and perturbed; TransferConfig and Preset both carry it."""
-
-    max_train_examples: int | None = None
-    imbalance: str | None = None  # CLASS:FRACTION
-    label_noise: float = LABEL_NOISE
-    noise_kind: str = NOISE_KIND
-
-
-# ------------------------------------------------------------------------- `keras-itl train` flags
-# The flag of every TransferConfig / InstanceOptions field the experiment renders into a
-# `keras-itl train` command (`--dry-run`); tests/test_registry.py parses such commands back.
-TRAIN_FLAGS = {
-    "source": "--source", "target": "--target", "arch": "--arch", "method": "--method", "weights": "--weights",
-    "image_size": "--image-size", "epochs": "--epochs", "head_epochs": "--head-epochs",
-    "source_epochs": "--source-epochs", "batch_size": "--batch-size", "learning_rate": "--lr",
-    "fine_tune_lr_factor": "--fine-tune-lr-factor", "fine_tune_layers": "--fine-tune-layers",
-    "optimizer": "--optimizer", "lr_schedule": "--lr-schedule", "seed": "--seed", "val_fraction": "--val-fraction",
-    "max_train_examples": "--max-train-examples", "imbalance": "--imbalance", "label_noise": "--label-noise",
-    "noise_kind": "--noise-kind", "data_dir": "--data-dir",
-}
-INSTANCE_FLAGS = {
-    "policy": "--policy", "judge": "--auto-judge", "auto_margin": "--auto-margin",
-    "auto_min_z": "--auto-min-z", "scope": "--scope",
-    "solver": "--solver", "hessian": "--hessian", "damping": "--damping", "damping_retries": "--damping-retries",
-    "cg_max_iterations": "--cg-max-iterations", "lissa_scale": "--lissa-scale", "lissa_depth": "--lissa-depth",
-    "lissa_batch_size": "--lissa-batch-size", "max_drop_fraction": "--max-drop-fraction",
-    "min_class_keep_fraction": "--min-class-keep-fraction", "start": "--instance-start",
-    "refit_epochs": "--refit-epochs",
-}

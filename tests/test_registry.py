@@ -21,7 +21,9 @@ from keras_itl.experiment import experiment_configs, train_command
 from keras_itl.influence import InfluenceConfig, SolverOptions
 from keras_itl.inspection import inspect_influence
 from keras_itl.methods import method_names
+from keras_itl.options import declared, flag_of
 from keras_itl.presets import PRESETS, Preset
+from keras_itl.selection import select_drops
 from keras_itl.training import TrainConfig
 from keras_itl.transfer import InstanceOptions, TransferConfig
 
@@ -94,6 +96,32 @@ def _option(command: click.Command, name: str) -> click.Parameter:
     return next(param for param in command.params if param.name == name)
 
 
+COMMAND_LOCAL = {"output", "resume", "export_name", "export_base", "quiet", "workers"}
+
+
+def test_every_declared_option_is_a_train_flag_with_the_python_default_and_names_itself_on_resume():
+    main = _cli_main()
+    train = main.commands["train"]
+    help_text = CliRunner().invoke(main, ["train", "--help"]).output
+    python = TransferConfig(target="digits", source="mnist-5k", method="instance")
+    declared_names = set()
+    for path, declaration in declared(TransferConfig):
+        declared_names.add(declaration.name)
+        param = _option(train, declaration.name)
+        assert param.opts == [declaration.flag] and f"{declaration.flag} " in help_text, path
+        value = python
+        for name in path.split("."):
+            value = getattr(value, name)
+        cli_default = None if declaration.zero_is_none and param.default == 0 else param.default
+        if path == "method":  # None on both sides, resolved by the same rule (a source given: model)
+            assert cli_default is None and TransferConfig(target="digits", source="mnist-5k").method == "model"
+        elif path not in ("target", "source"):  # given above
+            assert cli_default == value, path
+        assert flag_of(path) == declaration.flag, path  # what a refused --resume names
+    assert flag_of("instance.judge") == "--auto-judge" and flag_of("instance.solver.damping") == "--damping"
+    assert {param.name for param in train.params} - declared_names == COMMAND_LOCAL  # nothing declared elsewhere
+
+
 def test_the_influence_command_and_workflow_defaults_are_the_registry_defaults():
     command = _cli_main().commands["influence"]
     workflow = inspect.signature(inspect_influence).parameters
@@ -115,8 +143,8 @@ def test_every_cli_choice_list_is_the_registry_list():
     train = main.commands["train"]
     for name, choices in {"arch": tuple(registry.ARCHITECTURES), "method": method_names(),
                           "optimizer": registry.OPTIMIZERS, "lr_schedule": registry.LR_SCHEDULES,
-                          "noise_kind": registry.NOISE_KINDS, "auto_judge": registry.AUTO_JUDGES,
-                          "instance_start": registry.INSTANCE_STARTS, "solver": registry.SOLVERS}.items():
+                          "noise_kind": registry.NOISE_KINDS, "judge": registry.AUTO_JUDGES,
+                          "start": registry.INSTANCE_STARTS, "solver": registry.SOLVERS}.items():
         assert tuple(_option(train, name).type.choices) == choices, name
     assert tuple(_option(main.commands["evaluate"], "split").type.choices) == registry.EVALUATION_SPLITS
 
@@ -149,11 +177,11 @@ def test_an_arch_added_to_the_registry_is_accepted_by_the_cli(recorded_configs, 
 
 
 def _commands_for_every_preset():
-    non_default = InstanceOptions(policy="fraction:0.1", scope="top:2", solver="lissa", damping=0.5,
-                                  damping_retries=1, cg_max_iterations=50, lissa_scale=20.0, lissa_depth=10,
-                                  lissa_batch_size=8, max_drop_fraction=0.3, min_class_keep_fraction=0.7,
-                                  start="warmup", refit_epochs=2, judge="full", auto_margin=0.1,
-                                  auto_min_z=1.5)
+    solver = SolverOptions(solver="lissa", hessian="exact", damping=0.5, damping_retries=1, cg_max_iterations=50,
+                           lissa_scale=20.0, lissa_depth=10, lissa_batch_size=8)
+    non_default = InstanceOptions(policy="fraction:0.1", scope="top:2", solver=solver, max_drop_fraction=0.3,
+                                  min_class_keep_fraction=0.7, start="warmup", refit_epochs=2, judge="full",
+                                  auto_margin=0.1, auto_min_z=1.5)
     for preset in PRESETS.values():
         yield from experiment_configs(preset, seeds=2)
     yield from experiment_configs(PRESETS["digits"], seeds=1,
@@ -167,3 +195,10 @@ def test_every_rendered_train_command_builds_the_experiments_config(recorded_con
         words = shlex.split(train_command(config, tmp_path / "run"))
         assert words[:2] == ["keras-itl", "train"]
         assert _train(_cli_main(), words[2:], recorded_configs) == config, words
+
+
+def test_auto_from_python_is_auto_from_the_cli():
+    parameters = inspect.signature(select_drops).parameters
+    train = _cli_main().commands["train"]
+    for name in ("policy", "auto_margin", "auto_min_z", "max_drop_fraction", "min_class_keep_fraction"):
+        assert parameters[name].default == _option(train, name).default, name

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from keras_itl import registry
 from keras_itl.errors import UserError
+from keras_itl.options import option
 from keras_itl.registry import HESSIANS, SOLVERS
 
 EXACT_MAX_PARAMETERS = 5000  # a dense 5000x5000 Hessian is 200 MB in float64; larger scopes use cg
@@ -71,18 +72,18 @@ class SolverReport:
 class SolverOptions:
     """Knobs of the three solvers (each uses only its own), and the curvature they all solve with (``hessian``)."""
 
-    solver: str = registry.SOLVER
-    hessian: str = registry.HESSIAN
-    damping: float = registry.DAMPING
+    solver: str = option("solver")
+    hessian: str = option("hessian")
+    damping: float = option("damping")
     cg_tolerance: float = 1e-4
-    cg_max_iterations: int = registry.CG_MAX_ITERATIONS
-    lissa_scale: float = registry.LISSA_SCALE
-    lissa_depth: int = registry.LISSA_DEPTH
+    cg_max_iterations: int = option("cg_max_iterations")
+    lissa_scale: float = option("lissa_scale")
+    lissa_depth: int = option("lissa_depth")
     lissa_repeats: int = 1
-    lissa_batch_size: int | None = None
+    lissa_batch_size: int | None = option("lissa_batch_size")
     lissa_tolerance: float = 1e-2
-    seed: int = registry.SEED
-    damping_retries: int = registry.DAMPING_RETRIES
+    seed: int = registry.SEED  # LiSSA's sampling; a run sets its own
+    damping_retries: int = option("damping_retries")
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:

@@ -12,25 +12,17 @@ import os
 from pathlib import Path
 
 from keras_itl.errors import UserError
+from keras_itl.options import flag_of
 
 OPTIONS_FILE = "run-options.json"
 # Where the data lives does not change what the run computes.
 NOT_COMPARED = frozenset({"data_dir"})
-# Configuration fields whose command-line option is not simply --field-name.
-FLAGS = {"learning_rate": "--lr", "instance.start": "--instance-start"}
-
-
-def option_flag(field: str) -> str:
-    """The ``keras-itl train`` option of a (possibly nested, dotted) configuration field."""
-    return FLAGS.get(field, "--" + field.rsplit(".", 1)[-1].replace("_", "-"))
-
-
 def changed_option(what: str, field: str, now, before) -> UserError:
     """The one-line refusal to resume ``what`` because ``field`` changed from ``before`` to ``now``."""
     def show(value) -> str:
         return "unset" if value is None else str(value)
 
-    return UserError(f"cannot resume {what}: {option_flag(field)} is {show(now)} but the checkpointed run used "
+    return UserError(f"cannot resume {what}: {flag_of(field)} is {show(now)} but the checkpointed run used "
                      f"{show(before)}; rerun with the original value or train into another --output")
 
 

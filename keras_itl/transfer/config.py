@@ -1,16 +1,16 @@
 """What one transfer run depends on: ``TransferConfig`` (saved as ``run.json``'s ``config``) and the
-instance method's ``InstanceOptions``, each checked on construction with one-line errors. Defaults
-and choices come from keras_itl.registry.
+instance method's ``InstanceOptions``, each checked on construction with one-line errors. Every
+user option is declared in keras_itl.options (flag, help, default from keras_itl.registry).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from keras_itl import registry
 from keras_itl.backbones import get_architecture
 from keras_itl.errors import UserError
 from keras_itl.influence import SolverOptions
 from keras_itl.methods import get_method
+from keras_itl.options import TargetOptions, TrainingBudget, nested, option
 from keras_itl.pretrained import IMAGENET
 from keras_itl.registry import AUTO_JUDGES as JUDGES
 from keras_itl.registry import INSTANCE_STARTS
@@ -22,29 +22,21 @@ RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without 
 
 @dataclass(frozen=True)
 class InstanceOptions:
-    """How ``instance`` scores, selects and refits (see keras_itl.influence and keras_itl.selection)."""
+    """How ``instance`` ranks, selects and refits (see keras_itl.selection), and how it solves for influence."""
 
-    policy: str = registry.POLICY
-    scope: str = registry.SCOPE
-    solver: str = registry.SOLVER
-    hessian: str = registry.HESSIAN
-    damping: float = registry.DAMPING
-    max_drop_fraction: float = registry.MAX_DROP_FRACTION
-    min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION
-    start: str = registry.INSTANCE_START
-    refit_epochs: int | None = None
-    damping_retries: int = registry.DAMPING_RETRIES  # a failed solve after a long warm-up retries, not crash
-    cg_max_iterations: int = registry.CG_MAX_ITERATIONS
-    lissa_scale: float = registry.LISSA_SCALE
-    lissa_depth: int = registry.LISSA_DEPTH
-    lissa_batch_size: int | None = None
-    judge: str = registry.AUTO_JUDGE  # how auto measures a candidate: head-only refit, or full refit
-    auto_margin: float = registry.AUTO_MARGIN  # auto keeps the fewest drops within this margin of the lowest
-    auto_min_z: float = registry.AUTO_MIN_Z  # auto drops only on a win beyond this many standard errors
+    policy: str = option("policy")
+    judge: str = option("judge")  # how auto measures a candidate: head-only refit, or full refit
+    auto_margin: float = option("auto_margin")  # auto keeps the fewest drops within this margin of the lowest
+    auto_min_z: float = option("auto_min_z")  # auto drops only on a win beyond this many standard errors
+    scope: str = option("scope")
+    max_drop_fraction: float = option("max_drop_fraction")
+    min_class_keep_fraction: float = option("min_class_keep_fraction")
+    start: str = option("start")
+    refit_epochs: int | None = option("refit_epochs")
+    solver: SolverOptions = nested(SolverOptions)
 
     def __post_init__(self) -> None:
         parse_policy(self.policy)
-        self.solver_options()
         if self.judge not in JUDGES:
             raise UserError(f"unknown auto judge {self.judge!r}; choose one of: {', '.join(JUDGES)}")
         if not 0 <= self.auto_margin < 1:
@@ -56,37 +48,32 @@ class InstanceOptions:
         if self.refit_epochs is not None and self.refit_epochs <= 0:
             raise UserError(f"refit epochs must be positive, got {self.refit_epochs}")
 
-    def solver_options(self, seed: int = 0) -> SolverOptions:
-        """The influence solver settings these options describe."""
-        return SolverOptions(solver=self.solver, hessian=self.hessian, damping=self.damping,
-                             damping_retries=self.damping_retries, cg_max_iterations=self.cg_max_iterations,
-                             lissa_scale=self.lissa_scale, lissa_depth=self.lissa_depth,
-                             lissa_batch_size=self.lissa_batch_size, seed=seed)
-
 
 @dataclass(frozen=True)
-class TransferConfig(registry.TrainingBudget, registry.TargetOptions):
+class TransferConfig(TrainingBudget, TargetOptions):
     """Everything one transfer run depends on; saved as ``run.json`` beside the model.
 
     The training budget and the target options are the keyword-only fields of TrainingBudget and
     TargetOptions."""
 
-    target: str
-    arch: str = registry.ARCH
-    method: str = "model"
-    source: str | None = None
-    weights: str | None = None
-    image_size: int | None = None
-    fine_tune_layers: int | None = None
-    optimizer: str = registry.OPTIMIZER
-    lr_schedule: str = registry.LR_SCHEDULE
-    patience: int | None = registry.PATIENCE
-    seed: int = registry.SEED
-    val_fraction: float = registry.VAL_FRACTION
-    data_dir: str | None = None
-    instance: InstanceOptions = InstanceOptions()
+    target: str = option("target")
+    arch: str = option("arch")
+    method: str | None = option("method")  # None: model with a source, else scratch
+    source: str | None = option("source")
+    weights: str | None = option("weights")
+    image_size: int | None = option("image_size")
+    fine_tune_layers: int | None = option("fine_tune_layers")
+    optimizer: str = option("optimizer")
+    lr_schedule: str = option("lr_schedule")
+    patience: int | None = option("patience")
+    seed: int = option("seed")
+    val_fraction: float = option("val_fraction")
+    data_dir: str | None = option("data_dir")
+    instance: InstanceOptions = nested(InstanceOptions)
 
     def __post_init__(self) -> None:
+        if self.method is None:
+            object.__setattr__(self, "method", "model" if self.source else "scratch")
         get_architecture(self.arch)
         if get_method(self.method).uses_source and not self.source:
             raise UserError(f"--method {self.method} fine-tunes a pretrained network: pass --source "

@@ -77,7 +77,7 @@ class InstanceMethod:
         """The training instances ranked by the policy's score under the warm-up model."""
         config, options = self.config, self.options
         return rank_instances(self.model, self.train, self.parts, self.policy, num_classes=self.data.info.num_classes,
-                              seed=config.seed, scope=options.scope, solver=options.solver_options(seed=config.seed),
+                              seed=config.seed, scope=options.scope, solver=replace(options.solver, seed=config.seed),
                               batch_size=max(config.batch_size, registry.INFLUENCE_BATCH_SIZE),
                               cache_dir=str(self.run_dir), strategy=self.strategy, cross_fit=self.cross_fits,
                               verbose=self.verbose)

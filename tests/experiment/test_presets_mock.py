@@ -33,6 +33,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from keras_itl.experiment import run_experiment
+from keras_itl.influence import SolverOptions
 from keras_itl.presets import INFLUENCE_ONLY, PRESETS
 from keras_itl.pretrained import IMAGENET
 from keras_itl.training import make_strategy
@@ -68,7 +69,7 @@ def _tiny(name: str, arch: str):
         tiny = replace(tiny, max_train_examples=80, image_size=12, batch_size=32)
     # Damping 1: a randomly initialised backbone after one epoch gives the head an ill-conditioned
     # Hessian, on which cg at 0.01 needs retries (tested in test_influence) and minutes.
-    overrides = {"instance": InstanceOptions(damping=1.0)}  # the policy is the row's (influence)
+    overrides = {"instance": InstanceOptions(solver=SolverOptions(damping=1.0))}  # the policy is the row's (influence)
     if preset.source == IMAGENET:
         overrides["weights"] = RANDOM_WEIGHTS
         overrides["fine_tune_layers"] = TOP_LAYERS[arch]

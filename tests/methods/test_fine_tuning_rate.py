@@ -2,12 +2,15 @@
 validation loss kept - its weights, not a retrain - and a user's factor taken as it is."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from keras_itl import registry
 from keras_itl.backbones import build_model
 from keras_itl.evaluation import evaluate_model
+from keras_itl.methods import MethodInputs, get_method
 from keras_itl.training import make_strategy
 from keras_itl.transfer import TransferConfig, fit_target
 from tests.helpers import bright_quadrant_split
@@ -47,8 +50,14 @@ def test_a_factor_the_user_sets_is_used_without_a_search(tmp_path):
 
 
 def test_scratch_has_no_fine_tuning_rate(tmp_path):
-    _, fit = _fit(tmp_path, method="scratch")
-    assert fit.lr_factor is None and [p.name for p in fit.phases] == ["scratch"]
+    strategy = make_strategy()
+    with strategy.scope():
+        model = build_model("small-cnn", 4, image_size=12, channels=1)
+    splits = {"train": bright_quadrant_split(64, seed=1), "val": bright_quadrant_split(32, seed=2)}
+    config = TransferConfig(**{**BUDGET, "source": None}, method="scratch")
+    outcome = get_method("scratch").fit(MethodInputs(model, SimpleNamespace(split=splits.get), config, strategy,
+                                                     tmp_path, verbose=False))
+    assert outcome.fine_tuning is None and [p.name for p in outcome.phases] == ["scratch"]
 
 
 @pytest.mark.parametrize("factor", [0.0, -1.0])

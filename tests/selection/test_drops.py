@@ -8,7 +8,8 @@ import pytest
 from keras_itl.errors import UserError
 from keras_itl.selection import Fold, Policy, parse_policy, policy_help, select_drops
 
-LOOSE = dict(max_drop_fraction=0.99, min_class_keep_fraction=0.0, min_per_class=0)
+# no caps or floors, and auto by the lowest measured loss alone (no margin, no paired test): the bare rules
+LOOSE = dict(max_drop_fraction=0.99, min_class_keep_fraction=0.0, min_per_class=0, auto_margin=0.0, auto_min_z=0.0)
 
 
 def ids_for(n):
