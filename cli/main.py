@@ -13,6 +13,7 @@ import click  # noqa: E402
 from keras_itl import registry  # noqa: E402
 from keras_itl.cli.options import (  # noqa: E402
     dataset_options,
+    decisions_option,
     influence_options,
     model_options,
     positive,
@@ -116,12 +117,13 @@ def main() -> None:
 @click.option("--refit-epochs", type=int, default=None, callback=positive,
               help="--method instance: fine-tuning epochs of each auto candidate refit (shortened budget). "
               "[default: the full --epochs, and the winning refit is the final model]")
+@decisions_option
 @user_errors
 def train(target, source, arch, method, weights, epochs, head_epochs, source_epochs, batch_size, lr,
           fine_tune_lr_factor, fine_tune_layers, optimizer, lr_schedule, patience, image_size, seed, val_fraction,
           data_dir, max_train_examples, imbalance, label_noise, noise_kind, output, resume, export_name, export_base,
           quiet, workers, policy, auto_judge, auto_margin, auto_min_z, scope, solver, damping, damping_retries,
-          max_drop_fraction, min_class_keep_fraction, instance_start, refit_epochs, **solver_knobs) -> None:
+          max_drop_fraction, min_class_keep_fraction, instance_start, refit_epochs, decisions, **solver_knobs) -> None:
     """Train a target model from scratch, by fine-tuning a source network, or instance-based, then test it."""
     if workers > 1:
         _launch_workers(click.get_current_context(), workers)
@@ -140,7 +142,7 @@ def train(target, source, arch, method, weights, epochs, head_epochs, source_epo
         seed=registry.SEED if seed is None else seed,
         val_fraction=registry.VAL_FRACTION if val_fraction is None else val_fraction,
         max_train_examples=max_train_examples,
-        imbalance=imbalance, label_noise=label_noise, noise_kind=noise_kind, data_dir=data_dir,
+        imbalance=imbalance, label_noise=label_noise, noise_kind=noise_kind, data_dir=data_dir, decisions=decisions,
         instance=InstanceOptions(policy=policy, judge=auto_judge, auto_margin=auto_margin, auto_min_z=auto_min_z,
                                  scope=scope,
                                  solver=solver, damping=damping,
@@ -215,9 +217,10 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, ba
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Where to write influence.csv, influence.json and the PNGs. [default: <model dir>/influence]")
 @click.option("--quiet", is_flag=True, help="Only the final summary lines.")
+@decisions_option
 @user_errors
 def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, damping, damping_retries,
-              max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet,
+              max_drop_fraction, min_class_keep_fraction, policy, check_loo, batch_size, output, quiet, decisions,
               **solver_knobs) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
     from keras_itl.influence.workflow import inspect_influence
@@ -227,7 +230,7 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
                               solver=solver, damping=damping, damping_retries=damping_retries, policy=policy,
                               max_drop_fraction=max_drop_fraction, min_class_keep_fraction=min_class_keep_fraction,
                               batch_size=batch_size,
-                              check_loo=check_loo, verbose=not quiet, **solver_knobs)
+                              check_loo=check_loo, decisions=decisions, verbose=not quiet, **solver_knobs)
     for line in lines:
         click.echo(line)
 
@@ -235,9 +238,10 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, solver, d
 # Commands defined in their own modules register here.
 from keras_itl.cli.experiment_commands import experiment  # noqa: E402
 from keras_itl.cli.export_commands import export, push  # noqa: E402
+from keras_itl.cli.report_commands import report  # noqa: E402
 from keras_itl.cli.serving_commands import predict, serve  # noqa: E402
 
-for _command in (experiment, export, push, serve, predict):
+for _command in (experiment, export, push, serve, predict, report):
     main.add_command(_command)
 
 

@@ -72,6 +72,14 @@ def influence_options(command):
     return _apply(options, command)
 
 
+def decisions_option(command):
+    """--decisions: a person's decisions.csv (from a run's report.html) applied to the training split first."""
+    return click.option("--decisions", type=click.Path(exists=True, dir_okay=False), default=None,
+                        help="A decisions.csv (id,action,label; exported from a run's report.html) applied to the "
+                        "training split before anything else: drop removes the instance, relabel gives it the named "
+                        "class, keep (and relabel) pins it so no policy drops it.")(command)
+
+
 def dataset_options(command):
     """Options that decide how a target dataset is split (train and evaluate must agree on them)."""
     options = [

@@ -83,6 +83,7 @@ class TransferConfig(registry.TrainingBudget, registry.TargetOptions):
     seed: int = registry.SEED
     val_fraction: float = registry.VAL_FRACTION
     data_dir: str | None = None
+    decisions: str | None = None  # a decisions.csv applied to the training split first (keras_itl.decisions)
     instance: InstanceOptions = InstanceOptions()
 
     def __post_init__(self) -> None:
