@@ -143,25 +143,23 @@
     image.src = rows.image[i];
     image.alt = rows.id[i];
     node.appendChild(image);
-    line(node, rows.id[i], "id");
-    line(node, "given " + data.classes[rows.label[i]]);
-    line(node, "predicted " + data.classes[rows.pred[i]] + " (" + rows.prob[i].toFixed(2) + ")");
-    line(node, "influence " + formatNumber(rows.influence[i], 3));
-    line(node, data.lossLabel + " " + formatNumber(rows.loss[i], 3));
-    const status = line(node, (rows.dropped[i] ? "dropped: " : "kept: ") + rows.why[i],
-      "status " + (rows.dropped[i] ? "dropped" : "kept"));
-    if (rows.flipped[i]) {
-      const badge = document.createElement("span");
-      badge.className = "badge flipped";
-      badge.textContent = "flipped label";
-      status.before(badge);
+    const facts = document.createElement("div");
+    line(facts, rows.id[i], "id");
+    line(facts, "given " + data.classes[rows.label[i]]);
+    line(facts, "predicted " + data.classes[rows.pred[i]] + " (" + rows.prob[i].toFixed(2) + ")");
+    line(facts, "influence " + formatNumber(rows.influence[i], 3));
+    line(facts, data.lossLabel + " " + formatNumber(rows.loss[i], 3));
+    node.appendChild(facts);
+    const badges = document.createElement("div");
+    for (const [flag, className, text] of [["flipped", "flipped", "flipped label"],
+      ["pinned", "pinned", "decided before this run"]]) {
+      if (rows[flag][i]) {
+        line(badges, text, "badge " + className);
+      }
     }
-    if (rows.pinned[i]) {
-      const badge = document.createElement("span");
-      badge.className = "badge pinned";
-      badge.textContent = "decided before this run";
-      status.before(badge);
-    }
+    node.appendChild(badges);
+    const verdict = rows.dropped[i] ? "dropped" : "kept";
+    line(node, verdict + ": " + rows.why[i], "status " + verdict);
     node.appendChild(decisionControl(i));
     return node;
   }
