@@ -58,5 +58,5 @@ def experiment(preset, source, target, arch, policies, seeds, weights, data_dir,
     result = run_experiment(chosen, output, seeds=seeds, overrides=overrides, export_base=export_base,
                             resume=resume)
     click.echo(results_markdown(chosen, result.rows, seeds))
-    click.echo(f"wrote {output}/results.md, results.json and PNGs; exported {result.exported} "
+    click.echo(f"wrote {output}/results.md, results.json, report.html and PNGs; exported {result.exported} "
                f"in {result.seconds:.0f}s")

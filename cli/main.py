@@ -12,6 +12,7 @@ import click  # noqa: E402
 
 from keras_itl import registry  # noqa: E402
 from keras_itl.cli.options import (  # noqa: E402
+    decisions_option,
     declared_options,
     influence_options,
     model_options,
@@ -127,9 +128,10 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, ba
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Where to write influence.csv, influence.json and the PNGs. [default: <model dir>/influence]")
 @click.option("--quiet", is_flag=True, help="Only the final summary lines.")
+@decisions_option
 @user_errors
 def influence(model_path, target, seed, val_fraction, data_dir, scope, max_drop_fraction, min_class_keep_fraction,
-              policy, check_loo, batch_size, output, quiet, **solver_values) -> None:
+              policy, check_loo, batch_size, output, quiet, decisions, **solver_values) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
     from keras_itl.inspection import inspect_influence
 
@@ -137,7 +139,7 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, max_drop_
     lines = inspect_influence(model_path, target, options, output or model_dir / "influence", scope=scope,
                               policy=policy, max_drop_fraction=max_drop_fraction,
                               min_class_keep_fraction=min_class_keep_fraction, batch_size=batch_size,
-                              check_loo=check_loo, verbose=not quiet, **solver_values)
+                              check_loo=check_loo, decisions=decisions, verbose=not quiet, **solver_values)
     for line in lines:
         click.echo(line)
 
@@ -145,9 +147,10 @@ def influence(model_path, target, seed, val_fraction, data_dir, scope, max_drop_
 # Commands defined in their own modules register here.
 from keras_itl.cli.experiment_commands import experiment  # noqa: E402
 from keras_itl.cli.export_commands import export, push  # noqa: E402
+from keras_itl.cli.report_commands import report  # noqa: E402
 from keras_itl.cli.serving_commands import predict, serve  # noqa: E402
 
-for _command in (experiment, export, push, serve, predict):
+for _command in (experiment, export, push, serve, predict, report):
     main.add_command(_command)
 
 

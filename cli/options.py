@@ -45,7 +45,7 @@ def non_negative(ctx, param, value):
 
 
 _KINDS = {"int": int, "float": float, "text": str, "dir": click.Path(file_okay=False),
-          "file": click.Path(dir_okay=False)}
+          "file": click.Path(dir_okay=False), "existing-file": click.Path(exists=True, dir_okay=False)}
 _CHECKS = {"positive": positive, "non-negative": non_negative}
 
 
@@ -76,6 +76,11 @@ def declared_options(*names: str):
 def influence_options(command):
     """Options of the influence computation, shared by train --method instance and influence."""
     return declared_options("scope", *SOLVER_OPTIONS, *SELECTION_LIMITS)(command)
+
+
+def decisions_option(command):
+    """--decisions: a person's decisions.csv (from a run's report.html) applied to the training split first."""
+    return declared_option("decisions")(command)
 
 
 def dataset_options(command):

@@ -3,9 +3,9 @@
 The handful of entry points a Python user needs are importable from the package itself:
 ``load_dataset``, ``build_model``, ``TransferConfig`` / ``InstanceOptions`` / ``run_transfer``,
 ``InfluenceConfig`` / ``compute_influence``, ``evaluate_model``, ``export_model``,
-``get_preset`` / ``run_experiment``. They are loaded on first use, so ``import keras_itl`` (and
-``keras-itl --help``) does not pay for TensorFlow, and a multi-worker strategy can still be
-created before any TensorFlow op runs.
+``get_preset`` / ``run_experiment``, ``write_report`` and ``read_decisions`` / ``apply_decisions``.
+They are loaded on first use, so ``import keras_itl`` (and ``keras-itl --help``) does not pay for
+TensorFlow, and a multi-worker strategy can still be created before any TensorFlow op runs.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ _ENTRY_POINTS = {
     "export_model": "keras_itl.export",
     "get_preset": "keras_itl.presets",
     "run_experiment": "keras_itl.experiment",
+    "write_report": "keras_itl.report",
+    "read_decisions": "keras_itl.decisions",
+    "apply_decisions": "keras_itl.decisions",
 }
 __all__ = ["__version__", *_ENTRY_POINTS]
 

@@ -25,6 +25,7 @@ from keras_itl.export import export_model
 from keras_itl.options import TargetOptions, TrainingBudget, command_words
 from keras_itl.plots import plot_validation_accuracy
 from keras_itl.presets import Preset
+from keras_itl.report import write_experiment_report
 from keras_itl.selection import parse_policy
 from keras_itl.transfer import (
     InstanceOptions,
@@ -273,5 +274,6 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
                                   exported=exported, seconds=time.perf_counter() - started)
     (output_dir / "results.json").write_text(json.dumps(experiment.to_dict(), indent=2))
     (output_dir / "results.md").write_text(results_markdown(preset, rows, seeds))
+    write_experiment_report(output_dir)  # every run wrote its own page as it finished
     return experiment
 

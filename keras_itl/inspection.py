@@ -12,6 +12,7 @@ from pathlib import Path
 
 from keras_itl import registry
 from keras_itl.datasets import load_dataset
+from keras_itl.decisions import apply_decisions, pinned_ids, read_decisions
 from keras_itl.errors import UserError
 from keras_itl.evaluation import load_trained_model
 from keras_itl.influence import (
@@ -33,9 +34,12 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
                       policy: str = registry.INSPECT_POLICY, max_drop_fraction: float = registry.MAX_DROP_FRACTION,
                       min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION,
                       batch_size: int = registry.INFLUENCE_BATCH_SIZE,
-                      check_loo: int | None = None, verbose: bool = True, **solver_knobs) -> list[str]:
+                      check_loo: int | None = None, decisions: str | os.PathLike | None = None,
+                      verbose: bool = True, **solver_knobs) -> list[str]:
     """Score, select and report; optionally check against leave-one-out retraining. Returns summary lines.
 
+    ``decisions`` (a decisions.csv, keras_itl.decisions) is applied to the training split first: its dropped
+    ids are not scored, its relabels are scored with their new class, and its kept ids are never selected.
     ``solver_knobs`` are further SolverOptions fields (cg_max_iterations, lissa_scale, ...).
     """
     if parse_policy(policy).kind == "auto":
@@ -45,6 +49,8 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
                         "or keras-itl train --method instance --policy for the baselines")
     model = load_trained_model(model_path)
     data = load_dataset(target, **dataset_options)
+    if decisions is not None:
+        data = apply_decisions(data, read_decisions(decisions))
     train, val = data.split("train"), data.split("val")
     output_dir = Path(output_dir)
     config = InfluenceConfig(scope=scope, batch_size=batch_size, cache_dir=str(output_dir),
@@ -55,9 +61,10 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
                                verbose=verbose)
     selection = select_drops(result.table.ids, result.table.labels, result.table.predicted_delta_val_loss,
                              policy=policy, class_names=data.info.class_names, max_drop_fraction=max_drop_fraction,
-                             min_class_keep_fraction=min_class_keep_fraction)
+                             min_class_keep_fraction=min_class_keep_fraction, pinned=pinned_ids(data))
     files = write_influence_report(result, selection, train, data.info.class_names, output_dir,
-                                   flipped_ids=data.info.flipped_ids)
+                                   flipped_ids=data.info.flipped_ids,
+                                   extra={"decisions": data.info.decisions} if decisions is not None else None)
     reused = ", saved solution reused" if result.solver.reused else ""
     lines = [(f"influence: {len(train)} training instances, {result.summary()['num_harmful']} predicted harmful "
               f"({result.scope} scope, {result.num_parameters} parameters, {result.solver.solver} residual "

@@ -22,8 +22,8 @@ from keras_itl import registry
 class Option:
     """One user option.
 
-    ``kind``: "int", "float", "text", "dir" (a directory path), "file" (a file path), a tuple of choices or a
-    function giving them (registered plug-ins).
+    ``kind``: "int", "float", "text", "dir" (a directory path), "file" (a file path), "existing-file", a tuple of
+    choices or a function giving them (registered plug-ins).
     ``check``: "positive" or "non-negative" (numbers). ``default_text``: the ``[default: ...]`` words where
     the default is None or depends on other options. ``zero_is_none``: the CLI's 0 means the field's None
     (e.g. ``--patience 0`` disables early stopping). ``help`` may be a function (help listing plug-ins).
@@ -111,6 +111,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            kind="int"),
     Option("val_fraction", "--val-fraction", registry.VAL_FRACTION, "Stratified fraction of the training data held "
            "out for validation.", kind="float"),
+    Option("decisions", "--decisions", None, "A decisions.csv (id,action,label; exported from a run's report.html) "
+           "applied to the training split before anything else: drop removes the instance, relabel gives it the "
+           "named class, keep (and relabel) pins it so no policy drops it.", kind="existing-file"),
     Option("data_dir", "--data-dir", None, "TFDS data directory holding local copies of TFDS datasets (else "
            "$TFDS_DATA_DIR).", kind="dir"),
     Option("max_train_examples", "--max-train-examples", None, "Stratified subsample of the target training split "
@@ -207,6 +210,16 @@ def build(cls: type, values: dict[str, Any], **fixed: Any) -> Any:
             value = values[field.name]
             arguments[field.name] = None if value == 0 and field.metadata["option"].zero_is_none else value
     return cls(**arguments)
+
+
+def from_record(cls: type, record: dict[str, Any]) -> Any:
+    """A dataclass of options from its ``dataclasses.asdict`` record (e.g. ``run.json``'s config), nested
+    options dataclasses rebuilt."""
+    values = dict(record)
+    for field in dataclasses.fields(cls):
+        if "options" in field.metadata and isinstance(values.get(field.name), dict):
+            values[field.name] = from_record(field.metadata["options"], values[field.name])
+    return cls(**values)
 
 
 def flag_of(field_path: str) -> str:

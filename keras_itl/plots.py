@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 import matplotlib
 
@@ -131,4 +132,22 @@ def plot_validation_accuracy(curves: dict[str, list[float]], path: str | os.Path
     axis.grid(alpha=0.3)
     if axis.lines:
         axis.legend()
+    _save(figure, path)
+
+
+def plot_influence_vs_loss(losses: np.ndarray, deltas: np.ndarray, dropped: np.ndarray, flipped: np.ndarray,
+                           path: str | os.PathLike | BinaryIO) -> None:
+    """Each training instance's predicted change in validation loss against its training loss: dropped ones in
+    their own colour, deliberately flipped labels ringed (a mislabelled instance tends to sit at high loss)."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for chosen, colour, label in ((~dropped, "tab:blue", "kept"), (dropped, "tab:red", "dropped")):
+        axis.scatter(losses[chosen], deltas[chosen], s=10, color=colour, label=f"{label} ({int(chosen.sum())})")
+    if flipped.any():
+        axis.scatter(losses[flipped], deltas[flipped], s=40, facecolors="none", edgecolors="black", linewidths=0.8,
+                     label=f"flipped label ({int(flipped.sum())})")
+    axis.axhline(0.0, color="grey", linewidth=0.8)
+    axis.set(xlabel="training loss (warm-up model)", ylabel="predicted change in validation loss if removed",
+             title="influence against training loss")
+    axis.grid(alpha=0.3)
+    axis.legend()
     _save(figure, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import json
 import shlex
 from contextlib import contextmanager
 
@@ -21,7 +22,7 @@ from keras_itl.experiment import experiment_configs, train_command
 from keras_itl.influence import InfluenceConfig, SolverOptions
 from keras_itl.inspection import inspect_influence
 from keras_itl.methods import method_names
-from keras_itl.options import declared, flag_of
+from keras_itl.options import declared, flag_of, from_record
 from keras_itl.presets import PRESETS, Preset
 from keras_itl.selection import select_drops
 from keras_itl.training import TrainConfig
@@ -202,3 +203,11 @@ def test_auto_from_python_is_auto_from_the_cli():
     train = _cli_main().commands["train"]
     for name in ("policy", "auto_margin", "auto_min_z", "max_drop_fraction", "min_class_keep_fraction"):
         assert parameters[name].default == _option(train, name).default, name
+
+
+def test_a_config_comes_back_from_its_run_json_record():
+    solver = SolverOptions(solver="lissa", damping=0.5)
+    config = TransferConfig(target="digits", source="mnist-5k", method="instance",
+                            instance=InstanceOptions(policy="margin:0.1", solver=solver))
+    record = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert from_record(TransferConfig, record) == config

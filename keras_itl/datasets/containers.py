@@ -63,6 +63,7 @@ class DatasetInfo:
     sizes: dict[str, int]
     flipped_ids: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
+    decisions: dict | None = None  # a person's decisions applied to the training split (keras_itl.decisions)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (tuples become lists)."""

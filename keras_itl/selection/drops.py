@@ -74,22 +74,25 @@ class _Limits:
     budget: int  # at most this many drops in total
     floors: list[int]  # class c keeps at least floors[c] examples
     class_sizes: list[int]
+    pinned: np.ndarray  # bool over the input order: True where a person's decision keeps the instance
 
     def walk(self, name: str, proposal: np.ndarray, labels: np.ndarray,
              class_names: list[str]) -> tuple[list[int], list[str]]:
         """The indices of ``proposal`` (harmful first) that may be dropped, and a note per limit that bit.
 
-        Greedy: an instance whose drop would take its class below its floor is skipped and the walk
-        goes on; once the budget is spent the rest are kept. A floor is checked first because it
-        blocks an instance whatever the budget.
+        Greedy: a pinned instance, or one whose drop would take its class below its floor, is skipped and
+        the walk goes on; once the budget is spent the rest are kept. Pins and floors are checked first
+        because they block an instance whatever the budget.
         """
         room = [size - floor for size, floor in zip(self.class_sizes, self.floors)]
         dropped: list[int] = []
         floor_blocked = [0] * len(room)
-        cap_blocked = 0
+        cap_blocked = pin_blocked = 0
         for i in proposal:
             c = labels[i]
-            if room[c] == 0:
+            if self.pinned[i]:
+                pin_blocked += 1
+            elif room[c] == 0:
                 floor_blocked[c] += 1
             elif len(dropped) == self.budget:
                 cap_blocked += 1
@@ -99,6 +102,8 @@ class _Limits:
         notes = [f"class {class_names[c]!r} kept at its floor of {self.floors[c]}: "
                  f"{_harmful(blocked)} not dropped"
                  for c, blocked in enumerate(floor_blocked) if blocked]
+        if pin_blocked:
+            notes.append(f"{_harmful(pin_blocked)} of the {name} set not dropped: a person's decision keeps them")
         if cap_blocked:
             notes.append(f"max_drop_fraction {self.max_drop_fraction:g} capped the {name} set at "
                          f"{self.budget} drops: {_harmful(cap_blocked)} not dropped")
@@ -148,6 +153,7 @@ def select_drops(
     measure: Callable[[np.ndarray], float | np.ndarray] | None = None,
     eligible: Sequence[bool] | np.ndarray | None = None,
     cross_fit: Sequence[Fold] = (),
+    pinned: Sequence[str] = (),
 ) -> SelectionResult:
     """Choose the ids to drop from a ranking: ``predicted_delta``, lower goes first.
 
@@ -160,7 +166,9 @@ def select_drops(
     Instances are ranked ascending (ties by id). ``sign`` and ``cleanlab`` propose every eligible one;
     ``fraction:P``, ``loss:P`` and ``random:P`` the round-half-up(P * n) first eligible ones.
     Each proposal is walked greedily: at most floor(max_drop_fraction * n) drops, and class c keeps at
-    least min(n_c, max(min_per_class, ceil(min_class_keep_fraction * n_c))) examples.
+    least min(n_c, max(min_per_class, ceil(min_class_keep_fraction * n_c))) examples. An id in ``pinned`` (a
+    person decided to keep it, keras_itl.decisions) is never dropped: the walk passes over it, as over a
+    class at its floor.
 
     ``auto`` walks "none", "sign" and "fraction:F" for every F in ``auto_fractions`` the same way,
     calls ``measure(keep_mask)`` once per distinct drop set (``keep_mask`` is a bool array over the
@@ -184,7 +192,8 @@ def select_drops(
     """
     policy = parse_policy(policy) if isinstance(policy, str) else policy
     ids, labels, delta = _checked_arrays(ids, labels, predicted_delta, class_names)
-    limits = _limits(labels, len(class_names), max_drop_fraction, min_class_keep_fraction, min_per_class)
+    limits = _limits(labels, len(class_names), max_drop_fraction, min_class_keep_fraction, min_per_class,
+                     np.isin(ids, np.asarray(list(pinned), dtype=str)))
     if not 0 <= auto_margin < 1:
         raise UserError(f"auto_margin must be in [0, 1), got {auto_margin}")
     if not auto_min_z >= 0:
@@ -261,8 +270,8 @@ def _scaled(fraction: float, count: int) -> Fraction:
 
 
 def _limits(labels: np.ndarray, num_classes: int, max_drop_fraction: float,
-            min_class_keep_fraction: float, min_per_class: int) -> _Limits:
-    """The drop budget and per-class floors for these labels, after checking the settings."""
+            min_class_keep_fraction: float, min_per_class: int, pinned: np.ndarray) -> _Limits:
+    """The drop budget, per-class floors and pins for these labels, after checking the settings."""
     if not 0 <= max_drop_fraction < 1:
         raise UserError(f"max_drop_fraction must be in [0, 1), got {max_drop_fraction}")
     if not 0 <= min_class_keep_fraction <= 1:
@@ -271,7 +280,8 @@ def _limits(labels: np.ndarray, num_classes: int, max_drop_fraction: float,
         raise UserError(f"min_per_class must be a whole number >= 0, got {min_per_class}")
     sizes = [int(n) for n in np.bincount(labels, minlength=num_classes)]
     floors = [min(n, max(int(min_per_class), math.ceil(_scaled(min_class_keep_fraction, n)))) for n in sizes]
-    return _Limits(float(max_drop_fraction), math.floor(_scaled(max_drop_fraction, len(labels))), floors, sizes)
+    return _Limits(float(max_drop_fraction), math.floor(_scaled(max_drop_fraction, len(labels))), floors, sizes,
+                   pinned)
 
 
 def _eligible(policy: Policy, delta: np.ndarray, eligible: Sequence[bool] | np.ndarray | None) -> np.ndarray:

@@ -69,6 +69,7 @@ class TransferConfig(TrainingBudget, TargetOptions):
     seed: int = option("seed")
     val_fraction: float = option("val_fraction")
     data_dir: str | None = option("data_dir")
+    decisions: str | None = option("decisions")  # a decisions.csv applied to the training split first
     instance: InstanceOptions = nested(InstanceOptions)
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from keras_itl import registry
 from keras_itl.datasets import TargetDataset
+from keras_itl.decisions import pinned_ids
 from keras_itl.evaluation import predict_probabilities
 from keras_itl.influence import WorkerShard
 from keras_itl.selection import Fold, SelectionResult, parse_policy, select_drops
@@ -99,7 +100,8 @@ class InstanceMethod:
                                  measure=lambda keep: self._measure(ranked, keep),
                                  eligible=ranked.ranking.eligible,
                                  cross_fit=[Fold(delta, lambda keep, part=part: self._measure(ranked, keep, part))
-                                            for delta, part in ranked.folds])
+                                            for delta, part in ranked.folds],
+                                 pinned=pinned_ids(self.data))
         if self.verbose:
             print(describe_selection(selection, len(self.train)), flush=True)
         keep = WorkerShard(self.strategy).from_chief(selection.keep_mask(self.train.ids))  # decided once, by the chief

@@ -14,12 +14,14 @@ import tensorflow as tf
 
 from keras_itl.backbones import model_channels
 from keras_itl.datasets import TargetDataset, load_dataset, parse_imbalance
+from keras_itl.decisions import apply_decisions, read_decisions
 from keras_itl.determinism import make_deterministic
 from keras_itl.evaluation import Metrics, evaluate_model
 from keras_itl.evaluation_report import write_evaluation
 from keras_itl.export import export_model
 from keras_itl.methods import MethodInputs, get_method
 from keras_itl.plots import plot_training_curves
+from keras_itl.report import write_run_report
 from keras_itl.run_record import RunRecord
 from keras_itl.training import TrainResult, guard_run_options, is_chief, make_strategy
 from keras_itl.training.compiled_step import release_compiled_steps
@@ -69,11 +71,12 @@ class TransferResult:
 
 
 def load_target(config: TransferConfig) -> TargetDataset:
-    """The target dataset with the run's split, size, imbalance and noise options."""
+    """The target dataset with the run's split, size, imbalance and noise options, and its decisions applied."""
     imbalance = parse_imbalance(config.imbalance) if config.imbalance else None
-    return load_dataset(config.target, seed=config.seed, val_fraction=config.val_fraction,
+    data = load_dataset(config.target, seed=config.seed, val_fraction=config.val_fraction,
                         max_train_examples=config.max_train_examples, imbalance=imbalance,
                         label_noise=config.label_noise, noise_kind=config.noise_kind, data_dir=config.data_dir)
+    return apply_decisions(data, read_decisions(config.decisions)) if config.decisions else data
 
 
 def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resume: bool = False,
@@ -119,4 +122,5 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
         if verbose:
             print(f"exported {exported.path} (version {exported.version})", flush=True)
     result.record().write(output_dir)
+    write_run_report(output_dir, model=model, data=data)
     return result
