@@ -1,8 +1,8 @@
 """Validation data used once per decision: disjoint parts for influence, for selection and for the report.
 
-On one validation split the instance method used to (1) early-stop the warm-up, (2) compute the
-influence gradient g_val, (3) early-stop each refit, (4) choose among candidate drop sets and (5)
-report the val loss - so the drop set was optimised against the data it was judged on. Here the
+The instance method makes five decisions on validation data: it early-stops the warm-up, computes the
+influence gradient g_val, early-stops each refit, chooses among candidate drop sets and reports the val
+loss. Made on one split, the drop set would be optimised against the data it is judged on, so the
 validation split is divided, stratified and seeded, into three disjoint parts:
 
 - ``influence``: gives g_val (everything that produces the scores);
