@@ -102,8 +102,21 @@ def build_model(
 ) -> keras.Model:
     """Build a classifier taking ``[batch, size, size, channels]`` raw pixels in [0, 255].
 
-    ``weights`` is ``None`` (random init), ``"imagenet"`` (Keras' cached or downloaded file) or a
-    path to a local no-top weights file; only the Keras Applications accept weights.
+    Only the Keras Applications (not ``small-cnn``) accept pretrained weights.
+
+    Args:
+        arch: Architecture name, one of keras_itl.registry.ARCHITECTURES (e.g. ``small-cnn``, ``resnet50``).
+        num_classes: Number of output classes of the softmax head (at least 2).
+        image_size: Side of the square input; None takes the architecture's default size.
+        channels: Input channels; the Keras Applications take only 3.
+        weights: ``None`` (random init), ``"imagenet"`` (Keras' cached or downloaded file) or a local no-top file.
+
+    Returns:
+        An uncompiled model: preprocessing, the ``"backbone"`` sub-model, then the Dense softmax ``"head"``.
+
+    Raises:
+        UserError: for an unknown architecture, too few classes, too small an image, wrong channels, or
+            weights the architecture cannot take or load.
     """
     spec = get_architecture(arch)
     size = image_size or spec.default_image_size

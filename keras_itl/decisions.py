@@ -75,7 +75,17 @@ class Decisions:
 
 
 def read_decisions(path: str | os.PathLike) -> Decisions:
-    """Parse a decisions file; a one-line UserError for an unreadable, oversized or malformed one."""
+    """Parse a decisions file; a one-line UserError for an unreadable, oversized or malformed one.
+
+    Args:
+        path: A decisions.csv (header ``id,action,label``, as a run's report.html exports it).
+
+    Returns:
+        Every decision in file order, with its line number; ``apply_decisions`` checks them against the data.
+
+    Raises:
+        UserError: for a file that cannot be read, is over MAX_FILE_BYTES, is not UTF-8 or has a malformed row.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -149,6 +159,16 @@ def apply_decisions(data: TargetDataset, decisions: Decisions) -> TargetDataset:
     Every id must be a training instance of ``data`` and every label one of its class names (a
     one-line UserError names the first line that is not). The decisions are recorded in
     ``info.decisions``; the training size in ``info.sizes`` is the decided split's.
+
+    Args:
+        data: The loaded target dataset (``load_dataset``); it is not changed.
+        decisions: The decisions to apply (``read_decisions``).
+
+    Returns:
+        A copy of ``data`` whose training split is decided; val and test are the same splits as before.
+
+    Raises:
+        UserError: for an id that is not a training instance of ``data`` or a label that is not one of its classes.
     """
     train = data.split("train")
     position = {str(example_id): i for i, example_id in enumerate(train.ids)}

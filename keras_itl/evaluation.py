@@ -78,7 +78,17 @@ def metrics_from_probabilities(probs: np.ndarray, labels: np.ndarray, class_name
 
 def evaluate_model(model: keras.Model, split: Split, *, class_names: list[str] | None = None,
                    batch_size: int = 256) -> Metrics:
-    """Evaluate ``model`` on every example of ``split``."""
+    """Evaluate ``model`` on every example of ``split``.
+
+    Args:
+        model: A classifier returning class probabilities; images are resized and converted to its input.
+        split: The examples and integer labels to evaluate on.
+        class_names: Names of the model's outputs, keying ``per_class_accuracy``; None: "0".."K-1".
+        batch_size: Examples per prediction batch (memory only; the metrics do not depend on it).
+
+    Returns:
+        Loss, accuracy, error rate, example count, per-class accuracy and confusion matrix.
+    """
     probs = predict_probabilities(model, split, batch_size)
     names = class_names or [str(i) for i in range(probs.shape[1])]
     return metrics_from_probabilities(probs, split.labels, names)

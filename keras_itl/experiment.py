@@ -237,6 +237,20 @@ def run_experiment(preset: Preset, output_dir: str | os.PathLike, *, seeds: int 
     ``resume`` continues an interrupted experiment: finished runs are reused, the interrupted one
     continues from its checkpoint. ``strategy`` is the distribution strategy of every run (default:
     ``make_strategy()``, all local GPUs or CPUs, or the TF_CONFIG cluster).
+
+    Args:
+        preset: The comparison to run (``get_preset``).
+        output_dir: Where results.json, results.md, the plots, report.html and ``runs/<run>`` go (created).
+        seeds: How many seeds each (arch, method, policy) runs with: 0 to ``seeds - 1``.
+        overrides: TransferConfig fields set in every run (an ``instance`` InstanceOptions keeps each row's policy).
+        export_base: TF Serving base directory; the run of lowest validation loss is exported to
+            ``<export_base>/<preset name>``; None: no export.
+        resume: Reuse finished runs and continue the interrupted one from its checkpoint.
+        strategy: Distribution strategy of every run; None: ``make_strategy()``.
+        verbose: Print a line before and after each run (the runs themselves are quiet).
+
+    Returns:
+        The aggregated table rows, every run, the output directory, the exported version's path and the time taken.
     """
     make_deterministic()
     started = time.perf_counter()

@@ -188,6 +188,21 @@ def export_model(model: keras.Model, model_base_path: str | os.PathLike, *, clas
     method, metrics, ...) goes into ``assets.extra/keras_itl.json`` with the class names, input shape,
     export time and keras-itl version. Refuses to overwrite an existing version. ``serving_bytes``
     refuses images of more than ``max_decoded_pixels`` pixels.
+
+    Args:
+        model: The trained classifier to export (raw pixels in, class probabilities out).
+        model_base_path: TF Serving model base path; its last component is the model name.
+        class_names: The name of each output, in output order.
+        metadata: JSON-serialisable description of the model, written to ``assets.extra/keras_itl.json``.
+        version: Version number to write; None: one above the latest under ``model_base_path`` (1 if none).
+        max_decoded_pixels: Largest image (width x height) the ``serving_bytes`` signature decodes.
+
+    Returns:
+        The path of the new version directory and its number.
+
+    Raises:
+        UserError: for a bad model name, class names that do not fit the model, or a version that is not
+            positive, exists already or was taken by another exporter meanwhile.
     """
     base = Path(model_base_path)
     model_name = validate_model_name(base.name)

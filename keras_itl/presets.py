@@ -86,7 +86,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 
 
 def get_preset(name: str) -> Preset:
-    """The preset of that name, with a one-line error listing the choices."""
+    """The preset of that name, with a one-line error listing the choices.
+
+    Args:
+        name: A preset name, e.g. ``digits``, ``digits-noisy`` or ``cifar10`` (keras_itl.presets.PRESETS).
+
+    Returns:
+        The preset: source, target, architectures, budget, target options and the paper's numbers.
+
+    Raises:
+        UserError: for an unknown name.
+    """
     try:
         return PRESETS[name]
     except KeyError:

@@ -50,8 +50,23 @@ def load_dataset(
 ) -> TargetDataset:
     """Load ``spec`` as train/val/test splits with the options applied (see the module docstring).
 
-    ``imbalance`` is (class index or name, share of train); ``data_dir`` is the TFDS data directory.
-    Raises UserError for a bad spec or option, or data that is not available.
+    Args:
+        spec: Dataset spec: a short name (``digits``, ``svhn``, ...), ``tfds:NAME`` or ``folder:PATH``.
+        seed: Seed of every random step; each step derives its own generator from it and the step's name.
+        val_fraction: Stratified fraction of the train pool held out as val, strictly between 0 and 1.
+        test_fraction: Stratified fraction held out as test; used only when the source has no test split.
+        max_train_examples: Stratified subsample of train to this many examples; None keeps all of it.
+        imbalance: (class index or name, share of train) the class is made to take; None leaves train as split.
+        label_noise: Fraction of training labels flipped to another class, at least 0 and below 1.
+        noise_kind: How a label flips: ``"symmetric"`` (a uniformly random other class) or ``"pair"`` (c -> c + 1).
+        data_dir: TFDS data directory; None: TFDS's default (``$TFDS_DATA_DIR`` when set).
+
+    Returns:
+        The ``train``, ``val`` and ``test`` splits and their DatasetInfo (class names, image shape, sizes, and
+        the ids whose labels were flipped).
+
+    Raises:
+        UserError: for a bad spec or option, or data that is not available.
     """
     check_options(
         seed=seed,

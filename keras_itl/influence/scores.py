@@ -99,6 +99,15 @@ class InfluenceConfig:
 
     The frozen part's activations stay in memory up to ``memory_limit_mb`` (all splits together);
     beyond that they are memory-mapped under ``cache_dir`` (default: the system's temporary directory).
+    ``scope``, ``batch_size`` and the solver's options are ``keras-itl influence``'s flags (see its ``--help``).
+
+    Attributes:
+        scope: Parameters influence is computed over: ``head`` (the final Dense layer), ``top:K`` or ``all``.
+        solver: The inverse-Hessian-vector solve (SolverOptions: solver, curvature, damping, retries, ...).
+        batch_size: Examples per batch of the gradient, Hessian-vector and scoring passes.
+        hessian_max_examples: Hessian products over a seeded sample of this many training examples; None: all.
+        cache_dir: Where activations too big for memory are memory-mapped; None: the temporary directory.
+        memory_limit_mb: Megabytes of frozen-part activations held in memory before memory-mapping them.
     """
 
     scope: str = registry.SCOPE
@@ -183,6 +192,25 @@ def compute_influence(model: keras.Model, train: Split, val: Split, config: Infl
     Under a multi-worker ``strategy`` each worker computes its shard of the validation gradient,
     of every Hessian-vector product and of the scores (see sharding.py); every worker returns the
     same full table. Such a run neither reuses nor saves a solution (every worker must take part in the solve).
+
+    Args:
+        model: The trained softmax classifier whose training instances are scored.
+        train: The training split scored; its examples also form the Hessian (or its sample).
+        val: The validation split whose mean loss the scores predict the change of.
+        config: Scope, solver and batching; the default is head scope with the default solver.
+        features: Activations from ``prepare_features`` for ``config.scope``; None computes them here.
+        solution_path: File where the solved s is reused from and saved to; None solves afresh and saves nothing.
+        strategy: Distribution strategy; None (or a single worker) computes everything in this process.
+        verbose: Print progress and the solve's diagnostics.
+
+    Returns:
+        The per-instance table (in training-split order) with the scope, parameter count, validation loss,
+        solver report, timings and a description of the frozen part.
+
+    Raises:
+        UserError: for an empty split, a bad scope or a zero validation gradient; SolverError (a UserError)
+            when the solve fails after its damping retries.
+        ValueError: when ``features`` were computed for another scope than ``config.scope``.
     """
     if features is None:
         features = prepare_features(model, train, val, config, verbose)

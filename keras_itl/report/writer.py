@@ -24,7 +24,18 @@ from keras_itl.run_record import RUN_FILE, RunRecord
 
 
 def write_report(directory: str | os.PathLike) -> Path:
-    """The page of a run directory, or of an experiment directory and each of its runs; returns its path."""
+    """The page of a run directory, or of an experiment directory and each of its runs; returns its path.
+
+    Args:
+        directory: A ``keras-itl train`` run directory (holding run.json) or a ``keras-itl experiment``
+            directory (holding results.json).
+
+    Returns:
+        The path of the ``report.html`` written into ``directory``.
+
+    Raises:
+        UserError: when ``directory`` holds neither run.json nor results.json, or results.json is unreadable.
+    """
     directory = Path(directory)
     if (directory / RESULTS_FILE).is_file():
         return write_experiment_report(directory, with_runs=True)

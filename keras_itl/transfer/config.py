@@ -22,7 +22,23 @@ RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without 
 
 @dataclass(frozen=True)
 class InstanceOptions:
-    """How ``instance`` ranks, selects and refits (see keras_itl.selection), and how it solves for influence."""
+    """How ``instance`` ranks, selects and refits (see keras_itl.selection), and how it solves for influence.
+
+    Every field but ``solver`` is a declared option (keras_itl.options) with its default; ``keras-itl train
+    --help`` explains each flag in full.
+
+    Attributes:
+        policy: Selection policy (``--policy``): ``auto``, ``sign``, ``fraction:P`` or a baseline such as ``loss:P``.
+        judge: How ``auto`` judges a candidate drop set (``--auto-judge``): ``head`` refit or ``full`` refit.
+        auto_margin: ``auto`` with ``auto_min_z`` 0: relative validation-loss margin within which fewer drops win.
+        auto_min_z: ``auto`` drops only on a win beyond this many standard errors (0: the margin rule instead).
+        scope: Influence parameter scope: ``head``, ``top:K`` or ``all``.
+        max_drop_fraction: Never drop more than this fraction of the training instances.
+        min_class_keep_fraction: Every class keeps at least this fraction of its instances (and one).
+        start: What the final refit starts from (``--instance-start``): ``source`` weights or the ``warmup`` model.
+        refit_epochs: Epochs of each full-judge candidate refit; None: the full ``epochs``, and the winner is final.
+        solver: The inverse-Hessian-vector solve (SolverOptions: solver, hessian, damping, ...).
+    """
 
     policy: str = option("policy")
     judge: str = option("judge")  # how auto measures a candidate: head-only refit, or full refit
@@ -54,7 +70,36 @@ class TransferConfig(TrainingBudget, TargetOptions):
     """Everything one transfer run depends on; saved as ``run.json`` beside the model.
 
     The training budget and the target options are the keyword-only fields of TrainingBudget and
-    TargetOptions."""
+    TargetOptions. Every field but ``instance`` is a declared option (keras_itl.options) with its
+    default; ``keras-itl train --help`` explains each flag in full.
+
+    Attributes:
+        target: Target dataset spec, e.g. ``digits``, ``svhn`` or ``folder:PATH`` (required).
+        arch: Network architecture (``--arch``).
+        method: Transfer method plug-in; None: ``model`` when ``source`` is set, else ``scratch``.
+        source: Where pretrained weights come from: ``imagenet``, a dataset spec or a ``.keras`` file; None: none.
+        weights: Local ImageNet no-top weights file for ``source="imagenet"``, or ``"random"``; None: Keras' own.
+        image_size: Side of the square model input; None: the architecture's default.
+        fine_tune_layers: Fine-tuning (``model``, ``instance``) unfreezes only the top N backbone layers; None: all.
+        optimizer: ``adam`` or ``sgd`` (momentum 0.9).
+        lr_schedule: Learning-rate schedule over each phase (``cosine`` or ``constant``).
+        patience: Early-stopping patience in epochs; None disables early stopping.
+        seed: Seed for splits, label noise, initialisation and data order.
+        val_fraction: Stratified fraction of the training data held out for validation.
+        data_dir: TFDS data directory; None: TFDS's default (``$TFDS_DATA_DIR`` when set).
+        decisions: A decisions.csv applied to the training split before anything else; None: none.
+        instance: The ``instance`` method's options (InstanceOptions); other methods ignore them.
+        epochs: Epochs of target training (of the fine-tuning phase for ``model`` and ``instance``).
+        head_epochs: Fine-tuning: epochs training the new head with the backbone frozen first (0 skips).
+        source_epochs: Epochs of pretraining when ``source`` is a dataset.
+        batch_size: Global batch size (split across replicas).
+        learning_rate: Learning rate.
+        fine_tune_lr_factor: Fine-tuning uses ``learning_rate`` times this; None: chosen on validation loss.
+        max_train_examples: Stratified subsample of the target training split; None: all of it.
+        imbalance: ``CLASS:FRACTION`` making class CLASS that share of the training split; None: as loaded.
+        label_noise: Fraction of training labels flipped (seeded; the flipped ids are recorded).
+        noise_kind: How a label flips: ``symmetric`` (a random other class) or ``pair`` (c -> c+1 mod K).
+    """
 
     target: str = option("target")
     arch: str = option("arch")

@@ -86,6 +86,19 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
 
     With ``export_to`` (a TF Serving model base path such as ``saved_models/<name>``) the final model
     is also published there as the next SavedModel version.
+
+    Args:
+        config: Everything the run depends on; recorded in ``run.json``.
+        output_dir: The run directory (created); only the chief worker writes the run's outputs there.
+        resume: Continue from the checkpoints in ``output_dir`` (the options must match); without it a
+            directory that holds a checkpointed run is refused.
+        strategy: Distribution strategy; None: ``make_strategy()`` (all local GPUs or CPUs, or the TF_CONFIG cluster).
+        verbose: Print the target's description and training progress.
+        export_to: TF Serving model base path to publish the final model under; None: no export.
+
+    Returns:
+        The test metrics, training phases, dataset description, files written, the selection report (None
+        for a method that selects no instances) and the trained model in memory.
     """
     make_deterministic()
     started = time.perf_counter()
