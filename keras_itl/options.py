@@ -85,10 +85,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("image_size", "--image-size", None, "Side of the square model input; images are resized to it.",
            kind="int", check="positive", default_text="28 small-cnn, 32 others"),
     # the budget
-    Option("epochs", "--epochs", registry.EPOCHS, "Epochs of target training (of the fine-tuning phase for "
-           "--method model).", kind="int", check="positive"),
-    Option("head_epochs", "--head-epochs", registry.HEAD_EPOCHS, "--method model: epochs training the new head "
-           "with the backbone frozen first (0 skips).", kind="int", check="non-negative"),
+    Option("epochs", "--epochs", registry.EPOCHS, "Epochs of target training (of each fine-tuning phase for "
+           "--method model and instance).", kind="int", check="positive"),
+    Option("head_epochs", "--head-epochs", registry.HEAD_EPOCHS, "--method model and instance: epochs training "
+           "the new head with the backbone frozen first (0 skips).", kind="int", check="non-negative"),
     Option("source_epochs", "--source-epochs", registry.SOURCE_EPOCHS, "Epochs of pretraining when --source is a "
            "dataset.", kind="int", check="positive"),
     Option("batch_size", "--batch-size", registry.BATCH_SIZE, "Global batch size (split across replicas).",
@@ -98,8 +98,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "instance methods) uses lr times this factor.", kind="float", check="positive",
            default_text=f"chosen on the validation data: fine-tuned once per factor of {_FACTORS} from the same "
            "head, the lowest validation loss kept"),
-    Option("fine_tune_layers", "--fine-tune-layers", None, "--method model: unfreeze only the top N backbone "
-           "layers.", kind="int", check="positive", default_text="all"),
+    Option("fine_tune_layers", "--fine-tune-layers", None, "--method model and instance: unfreeze only the top N "
+           "backbone layers.", kind="int", check="positive", default_text="all"),
     Option("optimizer", "--optimizer", registry.OPTIMIZER, "Optimizer (sgd uses momentum 0.9).",
            kind=registry.OPTIMIZERS),
     Option("lr_schedule", "--lr-schedule", registry.LR_SCHEDULE, "Learning-rate schedule over each phase.",
@@ -144,8 +144,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "floor: every class keeps at least this fraction of its instances (and one).", kind="float"),
     Option("start", "--instance-start", registry.INSTANCE_START, "--method instance: fine-tune the kept instances "
            "from the source weights or continue from the warm-up model.", kind=registry.INSTANCE_STARTS),
-    Option("refit_epochs", "--refit-epochs", None, "--method instance: fine-tuning epochs of each auto candidate "
-           "refit (shortened budget).", kind="int", check="positive",
+    Option("refit_epochs", "--refit-epochs", None, "--method instance --auto-judge full: fine-tuning epochs "
+           "of each candidate refit (shortened budget).", kind="int", check="positive",
            default_text="the full --epochs, and the winning refit is the final model"),
     # the influence solve
     Option("solver", "--solver", registry.SOLVER, "Inverse-Hessian-vector solver: conjugate gradient, dense exact "

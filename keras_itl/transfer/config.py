@@ -42,7 +42,7 @@ class InstanceOptions:
 
     policy: str = option("policy")
     judge: str = option("judge")  # how auto measures a candidate: head-only refit, or full refit
-    auto_margin: float = option("auto_margin")  # auto keeps the fewest drops within this margin of the lowest
+    auto_margin: float = option("auto_margin")  # with auto_min_z 0: the fewest drops within this margin
     auto_min_z: float = option("auto_min_z")  # auto drops only on a win beyond this many standard errors
     scope: str = option("scope")
     max_drop_fraction: float = option("max_drop_fraction")
