@@ -51,6 +51,7 @@ class InstanceMethod:
         self.start_weights: list | None = None
         self.refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
         self.lr_factor: LrFactorChoice | None = None  # the warm-up's, once it has run
+        self.warm_up_weights: list | None = None
 
     def warm_up(self) -> list[TrainResult]:
         """Model-based fine-tuning on every training instance, validated on the influence and selection parts.
@@ -60,6 +61,7 @@ class InstanceMethod:
         fit = fit_target(self.model, self.train, warm_up_part(self.parts), self.config, strategy=self.strategy,
                          run_dir=self.run_dir, resume=self.resume, verbose=self.verbose, prefix="warmup-")
         self.lr_factor = fit.lr_factor
+        self.warm_up_weights = self.model.get_weights()
         return fit.phases
 
     @property
@@ -108,7 +110,16 @@ class InstanceMethod:
         return selection, keep
 
     def refit(self, keep: np.ndarray) -> list[TrainResult]:
-        """Fine-tune on the kept instances (reusing auto's full-budget refit of the same set) into ``model``."""
+        """Fine-tune on the kept instances (reusing auto's full-budget refit of the same set) into ``model``.
+
+        When nothing is dropped and the refit would start from the source, the warm-up already is that fit -
+        every instance, the same budget and rate - early-stopped on twice the validation data a refit gets
+        (the influence and selection parts): it is the final model, and no refit runs."""
+        if self._warm_up_is_final(dropped=not keep.all()):
+            self.model.set_weights(self.warm_up_weights)
+            if self.verbose:
+                print("selection dropped nothing: the warm-up model is the final model", flush=True)
+            return []
         if self.options.refit_epochs is not None or keep.tobytes() not in self.refits:
             self._fit_without_dropped(keep, self.fit_config, "final")
         weights, history = self.refits[keep.tobytes()]
@@ -120,10 +131,15 @@ class InstanceMethod:
         report = {**selection_report(ranked, selection, self.parts, self.model, self.data.info.flipped_ids,
                                      self.options.judge),
                   "refit_epochs": self.refit_config.epochs,
+                  "final_model": "warm-up" if self._warm_up_is_final(dropped=bool(selection.drop_ids)) else "refit",
                   "fine_tune_lr_factor": self.lr_factor.to_dict() if self.lr_factor else None}
         files = (write_selection_files(ranked, selection, report, self.data.info.class_names, self.run_dir)
                  if is_chief(self.strategy) else {})
         return report, files
+
+    def _warm_up_is_final(self, dropped: bool) -> bool:
+        """Whether the warm-up is the final model: nothing dropped, and the refit would start from the source."""
+        return not dropped and self.options.start == "source"
 
     def _fit_without_dropped(self, keep: np.ndarray, budget: TransferConfig, name: str) -> np.ndarray:
         """Fine-tune the model from the start weights on the kept instances; its selection-part losses.

@@ -75,7 +75,22 @@ def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_
     assert choice == summary["fine_tune_lr_factor"] and choice["chosen_by"] == "validation"
     assert choice["val_losses"][f"{choice['factor']:g}"] == min(choice["val_losses"].values())
     phases = [phase["name"] for phase in run["phases"]]
-    assert phases == ["warmup-head", "warmup-finetune-lr0.1", "warmup-finetune-lr1", "head", "finetune"]
+    assert summary["final_model"] == ("refit" if selection["drop_ids"] else "warm-up")
+    refit = ["head", "finetune"] if selection["drop_ids"] else []
+    assert phases == ["warmup-head", "warmup-finetune-lr0.1", "warmup-finetune-lr1", *refit]
+
+
+@pytest.mark.slow
+def test_when_nothing_is_dropped_the_warm_up_is_the_final_model_without_a_refit(tmp_path):
+    out = tmp_path / "run"
+    result = _invoke("train", "--source", "mnist-5k", "--target", "digits", "--method", "instance", "--policy",
+                     "sign", "--max-drop-fraction", "0", "--output", out, *ONE_PHASE)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "influence.json").read_text())
+    assert summary["selection"]["drop_ids"] == [] and summary["final_model"] == "warm-up"
+    run = json.loads((out / "run.json").read_text())
+    assert [phase["name"] for phase in run["phases"]] == ["warmup-finetune-lr0.1", "warmup-finetune-lr1"]
+    assert not (out / "refits").exists()
 
 
 def _check_auto_choice(selection):
