@@ -20,7 +20,7 @@ from keras_itl.cli.options import (  # noqa: E402
     run_dataset_options,
     user_errors,
 )
-from keras_itl.options import OPTIONS  # noqa: E402
+from keras_itl.options import train_options  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,7 +34,7 @@ def main() -> None:
 
 
 @main.command()
-@declared_options(*OPTIONS)
+@declared_options(*train_options())
 @click.option("--output", type=click.Path(file_okay=False), default=None,
               help="Run directory for checkpoints, logs, history, metrics, plots and model.keras. "
               "[default: runs/<arch>-<source>-to-<target>-<method>]")

@@ -39,6 +39,7 @@ class Option:
     default_text: str | None = None
     zero_is_none: bool = False
     required: bool = False
+    method: str | None = None  # the method whose own option this is (its value in config.method_options)
 
     def help_text(self) -> str:
         """The help, with the default where click would not show it."""
@@ -168,6 +169,39 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            kind="int", check="positive", default_text="all of them"),
 )}
 
+def declare_option(declaration: Option) -> None:
+    """Add a plug-in's option (a method's own) to the declarations; a name or flag already taken is an error."""
+    taken = [o for o in OPTIONS.values() if declaration.name == o.name or declaration.flag == o.flag]
+    if taken:
+        raise ValueError(f"option {declaration.name!r} ({declaration.flag}) is already declared")
+    OPTIONS[declaration.name] = declaration
+
+
+def train_options() -> list[str]:
+    """Every option of ``keras-itl train``: the declarations above and every registered method's own."""
+    from keras_itl.methods import all_methods
+
+    all_methods()  # imports the method plug-ins, which declare their options
+    return list(OPTIONS)
+
+
+def method_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``method`` among ``values`` (option name -> value), every other method's left out; another
+    method's option set away from its default is an error."""
+    from keras_itl.errors import UserError
+
+    chosen = {}
+    for name, value in values.items():
+        declaration = OPTIONS.get(name)
+        if declaration is None or declaration.method is None:
+            raise UserError(f"{name!r} is not an option of any method")
+        if declaration.method == method:
+            chosen[name] = value
+        elif value != declaration.default:
+            raise UserError(f"{declaration.flag} is an option of --method {declaration.method}, not {method}")
+    return chosen
+
+
 # The options of a solve and of a selection, shared by `keras-itl train --method instance` and `keras-itl influence`.
 SOLVER_OPTIONS = ("solver", "hessian", "damping", "damping_retries", "cg_max_iterations", "lissa_scale",
                   "lissa_depth", "lissa_batch_size")
@@ -181,6 +215,11 @@ def option(name: str) -> Any:
     if declaration.required:
         return dataclasses.field(metadata={"option": declaration})
     return dataclasses.field(default=declaration.default, metadata={"option": declaration})
+
+
+def per_method() -> Any:
+    """The dataclass field holding the chosen method's own options by name (see ``method_options``)."""
+    return dataclasses.field(default_factory=dict, metadata={"method_options": True})
 
 
 def nested(cls: type) -> Any:
@@ -204,7 +243,10 @@ def build(cls: type, values: dict[str, Any], **fixed: Any) -> Any:
     """
     arguments = dict(fixed)
     for field in dataclasses.fields(cls):
-        if "options" in field.metadata and field.name not in fixed:
+        if "method_options" in field.metadata and field.name not in fixed:
+            arguments[field.name] = {name: value for name, value in values.items()
+                                     if name in OPTIONS and OPTIONS[name].method}
+        elif "options" in field.metadata and field.name not in fixed:
             arguments[field.name] = build(field.metadata["options"], values)
         elif "option" in field.metadata and field.name in values and field.name not in fixed:
             value = values[field.name]
@@ -236,6 +278,9 @@ def command_words(config: Any, defaults: Any, always: tuple[str, ...] = ()) -> l
         value, default = _get(config, path), _get(defaults, path)
         if path in always or (value != default and (value is not None or declaration.zero_is_none)):
             words += [declaration.flag, str(0 if value is None and declaration.zero_is_none else value)]
+    for name, value in getattr(config, "method_options", {}).items():
+        if value != OPTIONS[name].default:
+            words += [OPTIONS[name].flag, str(value)]
     return words
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keras_itl.errors import UserError
+from keras_itl.options import Option, declare_option
 
 if TYPE_CHECKING:
     import keras
@@ -65,6 +66,8 @@ class Method:
 
     ``position`` orders the methods in ``--method``'s choices and an experiment's table (lower first);
     ``uses_source``: the model it gets carries the source's backbone (else it is randomly initialised).
+    ``options``: the method's own user options (declared like every other, see ``keras_itl.options``); a
+    run's values are in ``config.method_options`` by option name.
     """
 
     name: str
@@ -72,15 +75,19 @@ class Method:
     fit: Callable[[MethodInputs], MethodOutcome]
     uses_source: bool = True
     position: int = 100
+    options: tuple[Option, ...] = ()
 
 
 _METHODS: dict[str, Method] = {}
 
 
 def register(method: Method) -> Method:
-    """Add ``method`` to the registry (its module calls this when imported); a second one of a name is an error."""
+    """Add ``method`` and its options to the registries (its module calls this when imported); a second method
+    of a name, or an option name already declared, is an error."""
     if method.name in _METHODS:
         raise ValueError(f"a method named {method.name!r} is already registered")
+    for declaration in method.options:
+        declare_option(replace(declaration, method=method.name))
     _METHODS[method.name] = method
     return method
 

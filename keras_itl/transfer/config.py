@@ -10,7 +10,7 @@ from keras_itl.backbones import get_architecture
 from keras_itl.errors import UserError
 from keras_itl.influence import SolverOptions
 from keras_itl.methods import get_method
-from keras_itl.options import TargetOptions, TrainingBudget, nested, option
+from keras_itl.options import TargetOptions, TrainingBudget, method_options, nested, option, per_method
 from keras_itl.pretrained import IMAGENET
 from keras_itl.registry import AUTO_JUDGES as JUDGES
 from keras_itl.registry import INSTANCE_STARTS
@@ -89,6 +89,8 @@ class TransferConfig(TrainingBudget, TargetOptions):
         data_dir: TFDS data directory; None: TFDS's default (``$TFDS_DATA_DIR`` when set).
         decisions: A decisions.csv applied to the training split before anything else; None: none.
         instance: The ``instance`` method's options (InstanceOptions); other methods ignore them.
+        method_options: The chosen method's own options by name (a plug-in method declares them); missing ones
+            take their declared defaults, and another method's option set away from its default is an error.
         epochs: Epochs of target training (of the fine-tuning phase for ``model`` and ``instance``).
         head_epochs: Fine-tuning: epochs training the new head with the backbone frozen first (0 skips).
         source_epochs: Epochs of pretraining when ``source`` is a dataset.
@@ -116,11 +118,14 @@ class TransferConfig(TrainingBudget, TargetOptions):
     data_dir: str | None = option("data_dir")
     decisions: str | None = option("decisions")  # a decisions.csv applied to the training split first
     instance: InstanceOptions = nested(InstanceOptions)
+    method_options: dict = per_method()  # the chosen method's own options by name, defaults filled in
 
     def __post_init__(self) -> None:
         if self.method is None:
             object.__setattr__(self, "method", "model" if self.source else "scratch")
         get_architecture(self.arch)
+        own = {declaration.name: declaration.default for declaration in get_method(self.method).options}
+        object.__setattr__(self, "method_options", {**own, **method_options(self.method, self.method_options)})
         if get_method(self.method).uses_source and not self.source:
             raise UserError(f"--method {self.method} fine-tunes a pretrained network: pass --source "
                             "(imagenet, a dataset spec or a .keras model)")

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 import keras_itl.methods
 from keras_itl.backbones import build_model
 from keras_itl.errors import UserError
+from keras_itl.experiment import train_command
 from keras_itl.methods import Method, MethodOutcome, all_methods, method_names
+from keras_itl.options import OPTIONS, Option, from_record
 from keras_itl.presets import PRESETS
 from keras_itl.training import TrainConfig, make_strategy, train_model
 from keras_itl.transfer import TransferConfig
@@ -61,7 +63,7 @@ def head_only_method():
     calls = []
 
     def fit(inputs):
-        calls.append(inputs.config.method)
+        calls.append((inputs.config.method, inputs.config.method_options))
         backbone = inputs.model.get_layer("backbone")
         backbone.trainable = False
         phase = train_model(inputs.model, inputs.data.split("train"), inputs.data.split("val"),
@@ -69,10 +71,12 @@ def head_only_method():
                             name="head-only", resume=inputs.resume, verbose=inputs.verbose, loss_term=zero_term)
         return MethodOutcome([phase])
 
+    penalty = Option("head_penalty", "--head-penalty", 0.0, "head-only: weight of an L2 term.", kind="float")
     method = keras_itl.methods.register(Method(name="head-only", help="train the new head alone", fit=fit,
-                                               position=50))
+                                               position=50, options=(penalty,)))
     yield calls
     del keras_itl.methods._METHODS[method.name]
+    del OPTIONS["head_penalty"]
     importlib.reload(importlib.import_module("keras_itl.cli.main"))  # declare the CLI again without the method
 
 
@@ -80,15 +84,23 @@ def test_a_registered_method_is_a_cli_choice_and_run_transfer_trains_with_it(hea
     assert method_names() == ("scratch", "model", "instance", "head-only")  # by position
     main = importlib.reload(importlib.import_module("keras_itl.cli.main")).main
     help_text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
-    assert "head-only: train the new head alone" in help_text
-    result = CliRunner().invoke(main, ["train", "--target", "digits", "--source", "mnist-5k", "--method", "head-only",
-                                       "--image-size", "12", "--source-epochs", "1", "--epochs", "1",
-                                       "--max-train-examples", "60", "--quiet", "--output", str(tmp_path)])
+    assert "head-only: train the new head alone" in help_text and "--head-penalty FLOAT head-only:" in help_text
+    args = ["train", "--target", "digits", "--source", "mnist-5k", "--image-size", "12", "--source-epochs", "1",
+            "--epochs", "1", "--max-train-examples", "60", "--quiet", "--output", str(tmp_path)]
+    refused = CliRunner().invoke(main, [*args, "--head-penalty", "0.5"])  # model-based: not its option
+    assert refused.exit_code == 1
+    assert refused.output.strip() == "Error: --head-penalty is an option of --method head-only, not model"
+    result = CliRunner().invoke(main, [*args, "--method", "head-only", "--head-penalty", "0.5"])
     assert result.exit_code == 0, result.output
-    assert head_only_method == ["head-only"]
+    assert head_only_method == [("head-only", {"head_penalty": 0.5})]
     run = json.loads((tmp_path / "run.json").read_text())
     assert [phase["name"] for phase in run["phases"]] == ["head-only"]
     assert run["config"]["method"] == "head-only" and run["fine_tuning"] is None
+    config = from_record(TransferConfig, run["config"])
+    assert config.method_options == {"head_penalty": 0.5}
+    assert train_command(config, tmp_path).split()[-4:-2] == ["--head-penalty", "0.5"]  # what --dry-run prints
+    assert TransferConfig(target="digits", source="mnist-5k", method="head-only").method_options == \
+        {"head_penalty": 0.0}
 
 
 def test_presets_and_the_experiment_take_their_methods_from_the_registry(head_only_method):
@@ -98,6 +110,8 @@ def test_presets_and_the_experiment_take_their_methods_from_the_registry(head_on
     assert "head-only" in all_methods()
 
 
-def test_an_unknown_method_is_an_error_never_a_fallback():
+def test_an_unknown_method_or_method_option_is_an_error_never_a_fallback():
+    with pytest.raises(UserError, match="'penalty' is not an option of any method"):
+        TransferConfig(target="digits", source="mnist-5k", method_options={"penalty": 1.0})
     with pytest.raises(UserError, match="unknown method 'distill'; choose one of: scratch, model, instance"):
         TransferConfig(target="digits", source="mnist-5k", method="distill")
