@@ -26,10 +26,10 @@ server: a big body must not stall everyone else.
 Targets (2 CPU cores, an otherwise idle machine; ``TARGETS``): REST p50 minus in-process p50 <= 1.5 ms
 at batch 1 with one client; REST images/s at batch 32 >= 60% of in-process; REST (batch 1) 8 clients
 >= 1.5x the requests/s of one client, and that gain >= 0.8x gRPC's gain in the same run
-(``rest_vs_grpc_clients_8_vs_1``); REST b64 images/s at batch 32 >= 60% of in-process float. Each run prints its table, its targets and one
-JSON line of its figures. ``--repeat N`` makes N whole runs, each against a freshly started server; the
-last line printed is one JSON object with every run's figures, each figure's worst run, and whether
-each target holds in the worst run.
+(``rest_vs_grpc_clients_8_vs_1``); REST b64 images/s at batch 32 >= 60% of in-process float. Each run
+prints its table, its targets and one JSON line of its figures. ``--repeat N`` makes N whole runs, each
+against a freshly started server; the last line printed is one JSON object with every run's figures,
+each figure's worst run, and whether each target holds in the worst run.
 
     python benchmarks/serving_latency.py [--requests 100] [--warmup 10] [--max-seconds 8] [--big-mb 16] [--repeat 3]
 """
