@@ -22,15 +22,21 @@ CHUNK = 65536  # numbers parsed per orjson call
 _COMMA = ord(",")
 _NUMBER_BYTES = b"0123456789+-.eE"
 _SPACE_BYTES = b" \t\r\n"
-# Byte classes, assigned in one bytes.translate pass.
-_NUMBER, _OPEN, _CLOSE, _SEPARATOR, _SPACE, _OTHER = range(6)
-_CLASS_TABLE = bytearray([_OTHER]) * 256
-for _byte in _NUMBER_BYTES:
-    _CLASS_TABLE[_byte] = _NUMBER
-for _byte in _SPACE_BYTES:
-    _CLASS_TABLE[_byte] = _SPACE
-_CLASS_TABLE[ord("[")], _CLASS_TABLE[ord("]")], _CLASS_TABLE[_COMMA] = _OPEN, _CLOSE, _SEPARATOR
-_CLASS_TABLE = bytes(_CLASS_TABLE)
+_NUMBER, _OPEN, _CLOSE, _SEPARATOR, _SPACE, _OTHER = range(6)  # byte classes
+
+
+def _class_table() -> bytes:
+    """The ``bytes.translate`` table that maps every byte to its class."""
+    table = bytearray([_OTHER]) * 256
+    for byte in _NUMBER_BYTES:
+        table[byte] = _NUMBER
+    for byte in _SPACE_BYTES:
+        table[byte] = _SPACE
+    table[ord("[")], table[ord("]")], table[_COMMA] = _OPEN, _CLOSE, _SEPARATOR
+    return bytes(table)
+
+
+_CLASS_TABLE = _class_table()
 _TENSOR_KEY = re.compile(rb'"(instances|inputs)"[ \t\r\n]*:[ \t\r\n]*\[')
 
 
