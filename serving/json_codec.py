@@ -34,7 +34,7 @@ ROW, COLUMNAR = "instances", "inputs"
 MAX_DEPTH = 1024  # orjson's nesting limit, applied to the standard-library fallback too
 _NUMPY_FLOATS = (np.float16, np.float32, np.float64)
 _PLACEHOLDER = b"0"
-FAST_PATH_BYTES = 32 * 1024
+FAST_PATH_BYTES = 2 * 1024
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from keras_itl.serving.errors import ServableNotFound
+from keras_itl.serving.heap import freeze_long_lived
 from keras_itl.serving.metrics import record_load
 from keras_itl.serving.model_config import ModelConfig
 from keras_itl.serving.signatures import Signature, signatures_of
@@ -150,18 +151,27 @@ class ModelManager:
 
     # -- reconciliation ------------------------------------------------------------------------
     def poll_once(self) -> None:
-        """Bring every model's loaded versions in line with its directory and version policy."""
+        """Bring every model's loaded versions in line with its directory and version policy.
+
+        After any load or unload, the long-lived objects are frozen out of the garbage collector's
+        reach (see ``heap``).
+        """
+        changed = False
         for model in self._models.values():
             if self._stop.is_set():
-                return
-            self._reconcile(model)
+                break
+            changed |= self._reconcile(model)
+        if changed:
+            freeze_long_lived()
 
-    def _reconcile(self, model: _Model) -> None:
+    def _reconcile(self, model: _Model) -> bool:
+        """Load and unload versions of ``model``; whether any version was loaded or unloaded."""
         on_disk = scan_versions(model.config.base_path)
         with self._lock:
             for version in list(model.failed):
                 if version not in on_disk or on_disk[version][1] != model.failed[version].fingerprint:
                     del model.failed[version]
+        changed = False
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -171,15 +181,18 @@ class ModelManager:
             if not to_load:
                 break
             for version in to_load:
-                self._load(model, version, *on_disk[version])
+                changed |= self._load(model, version, *on_disk[version])
         with self._lock:
             for version in [v for v in model.available if v not in wanted]:
                 self._set_status(model, version, "UNLOADING")
                 del model.available[version]
                 self._set_status(model, version, "END")
                 log.info("unloaded %s version %d", model.config.name, version)
+                changed = True
+        return changed
 
-    def _load(self, model: _Model, version: int, path: Path, fingerprint: tuple[int, int]) -> None:
+    def _load(self, model: _Model, version: int, path: Path, fingerprint: tuple[int, int]) -> bool:
+        """Load one version; whether it loaded (a failure is recorded in its status)."""
         name = model.config.name
         with self._lock:
             self._set_status(model, version, "LOADING")
@@ -196,13 +209,14 @@ class ModelManager:
                 model.failed[version] = _Failure(fingerprint, attempts,
                                                  time.monotonic() + self._retries.interval_seconds)
                 self._set_status(model, version, "END", message)
-            return
+            return False
         record_load(path, time.perf_counter() - started)
         with self._lock:
             model.failed.pop(version, None)
             model.available[version] = loaded
             self._set_status(model, version, "AVAILABLE")
         log.info("serving %s version %d", name, version)
+        return True
 
     def _loadable(self, failure: _Failure | None, now: float) -> bool:
         """Whether a version may be loaded now: never failed, or due for one of its retries."""

@@ -2,12 +2,13 @@
 
 A float image batch is tens of thousands of numbers; parsing them into Python floats and nested lists
 and then converting those to numpy costs several times the inference. Here the text of one array
-(``[[0.5, 1e-3], [2, -4]]``) is checked and measured with vectorised numpy operations on its bytes,
-and its numbers, stripped of brackets, are read as flat chunks by orjson into a float64 array
-(correctly rounded, then cast to the signature's dtype, as TF Serving reads JSON numbers as doubles).
-Anything this does not handle (NaN/Infinity tokens, strings, objects,
-empty or ragged lists, malformed numbers) returns None, and the caller falls back to a full JSON parse,
-which also produces the precise error message.
+(``[[0.5, 1e-3], [2, -4]]``) is checked and measured with C-speed passes over its bytes (``bytes.translate``
+into byte classes, a few vectorised numpy comparisons, and one comparison with the bracket-and-comma text
+that the array's shape implies), and its numbers, stripped of brackets, are read as flat chunks by orjson
+into a float64 array (correctly rounded, then cast to the signature's dtype, as TF Serving reads JSON
+numbers as doubles). Anything this does not handle (NaN/Infinity tokens, strings, objects, empty or
+ragged lists, malformed numbers) returns None, and the caller falls back to a full JSON parse, which
+also produces the precise error message.
 """
 from __future__ import annotations
 
@@ -18,82 +19,108 @@ import orjson
 
 MAX_RANK = 32
 CHUNK = 65536  # numbers parsed per orjson call
-_OPEN, _CLOSE, _COMMA, _NUMBER = ord("["), ord("]"), ord(","), ord("n")
-_NUMBER_CHARS = np.zeros(256, bool)
-_NUMBER_CHARS[list(b"0123456789+-.eE")] = True
-_NUMBER_STARTS = np.zeros(256, bool)
-_NUMBER_STARTS[list(b"0123456789-")] = True
-_SPACES = np.zeros(256, bool)
-_SPACES[list(b" \t\r\n")] = True
-_ALLOWED = _NUMBER_CHARS | _SPACES
-_ALLOWED[[_OPEN, _CLOSE, _COMMA]] = True
+_COMMA = ord(",")
+_NUMBER_BYTES = b"0123456789+-.eE"
+_SPACE_BYTES = b" \t\r\n"
+_NUMBER, _OPEN, _CLOSE, _SEPARATOR, _SPACE, _OTHER = range(6)  # byte classes
+
+
+def _class_table() -> bytes:
+    """The ``bytes.translate`` table that maps every byte to its class."""
+    table = bytearray([_OTHER]) * 256
+    for byte in _NUMBER_BYTES:
+        table[byte] = _NUMBER
+    for byte in _SPACE_BYTES:
+        table[byte] = _SPACE
+    table[ord("[")], table[ord("]")], table[_COMMA] = _OPEN, _CLOSE, _SEPARATOR
+    return bytes(table)
+
+
+_CLASS_TABLE = _class_table()
 _TENSOR_KEY = re.compile(rb'"(instances|inputs)"[ \t\r\n]*:[ \t\r\n]*\[')
+
+
+def _classes(text: bytes) -> np.ndarray:
+    return np.frombuffer(text.translate(_CLASS_TABLE), np.uint8)
 
 
 def find_tensor_array(body: bytes) -> tuple[str, int, int] | None:
     """(key, start, end) of the one top-level-looking ``"instances"``/``"inputs"`` array of numbers in ``body``.
 
-    ``body[start:end]`` is the array's text. Only a candidate: the caller confirms it by parsing the body
-    with the array cut out and checking that the key now holds the placeholder.
+    ``body[start:end]`` runs from the array's ``[`` to the last ``]`` before the first byte that cannot
+    be part of an array of numbers (in valid JSON, the ``"`` of the next key or the closing ``}``). Only a
+    candidate: ``parse_number_array`` declines it unless it is one regular array, and the caller confirms
+    it by parsing the body with the array cut out and checking that the key now holds the placeholder.
     """
     matches = list(_TENSOR_KEY.finditer(body))
     if len(matches) != 1:
         return None
     start = matches[0].end() - 1
-    rest = np.frombuffer(body, np.uint8, offset=start)
-    allowed = _ALLOWED[rest]
-    limit = len(rest) if allowed.all() else int(np.argmin(allowed))
-    brackets = np.flatnonzero((rest[:limit] == _OPEN) | (rest[:limit] == _CLOSE))
-    depth = np.cumsum(np.where(rest[brackets] == _OPEN, 1, -1).astype(np.int32))
-    closed = np.flatnonzero(depth == 0)
-    if not len(closed):
+    other = _classes(body[start:]) == _OTHER
+    limit = start + (int(np.argmax(other)) if other.any() else len(other))
+    end = body.rfind(b"]", start, limit) + 1
+    return (matches[0][1].decode(), start, end) if end > start else None
+
+
+def _token_count(numeric: np.ndarray) -> int:
+    """How many runs of number bytes ``numeric`` marks."""
+    return int(numeric[0]) + int(np.count_nonzero(numeric[1:] & ~numeric[:-1]))
+
+
+def _compact(text: bytes) -> bytes | None:
+    """``text`` without blanks, if it holds only brackets, commas and numbers, no two numbers separated
+    by blanks alone and none beside a bracket that opens or closes a list of lists; else None."""
+    classes = _classes(text)
+    if not len(classes) or (classes == _OTHER).any():
         return None
-    return matches[0][1].decode(), start, start + int(brackets[closed[0]]) + 1
+    spaces = classes == _SPACE
+    if spaces.any():
+        tokens = _token_count(classes == _NUMBER)
+        text, classes = text.translate(None, _SPACE_BYTES), classes[~spaces]
+        if not len(classes) or _token_count(classes == _NUMBER) != tokens:  # blanks between two numbers
+            return None
+    numeric = classes == _NUMBER
+    if ((classes[:-1] == _CLOSE) & numeric[1:]).any() or (numeric[:-1] & (classes[1:] == _OPEN)).any():
+        return None  # a number beside a list: ]1 or 1[
+    return text
 
 
-def _skeleton(text: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The array's structure with each number as ``n`` and blanks dropped, and the text's number mask."""
-    if not _ALLOWED[text].all():
-        return None
-    numeric = _NUMBER_CHARS[text]
-    starts = numeric.copy()
-    starts[1:] &= ~numeric[:-1]
-    if not _NUMBER_STARTS[text[starts]].all():  # JSON numbers start with a digit or '-'
-        return None
-    keep = (~numeric | starts) & ~_SPACES[text]
-    return np.where(starts, _NUMBER, text)[keep], numeric
+def _shape(structure: bytes) -> tuple[int, ...] | None:
+    """The shape of a regular nested array whose text with the numbers removed is ``structure``, or None.
 
-
-def _shape(skeleton: np.ndarray) -> tuple[int, ...] | None:
-    """The shape of a regular nested array whose skeleton this is, or None when it is not regular."""
-    opens = skeleton == _OPEN
-    depth = np.cumsum(opens.astype(np.int32) - (skeleton == _CLOSE))
-    rank = int(np.argmin(opens)) if not opens.all() else len(opens)
+    The sizes are read off the first list at each depth (a list of n elements of length u is
+    ``2 + n*u + (n-1)`` bytes long, a number's length being 0 here), then the whole text the shape
+    implies is compared with ``structure``.
+    """
+    rank = len(structure) - len(structure.lstrip(b"["))
     if not 1 <= rank <= MAX_RANK:
         return None
-    lists = np.bincount(depth[opens], minlength=rank + 1)[1:rank + 1]
-    numbers = int(np.count_nonzero(skeleton == _NUMBER))
-    counts = [*lists[1:].tolist(), numbers]
-    if lists[0] != 1 or any(count == 0 or count % parent for count, parent in zip(counts, lists.tolist())):
-        return None
-    shape = tuple(count // parent for count, parent in zip(counts, lists.tolist()))
-    expected = b"n"
-    for size in reversed(shape):
+    sizes, unit = [], 0
+    for depth in range(rank, 0, -1):  # innermost first; the first list at a depth starts at byte depth-1
+        close = structure.find(b"]" * (rank - depth + 1))  # its last "]" ends that run
+        if close < 0:
+            return None
+        length = close + (rank - depth) - (depth - 1) + 1
+        size, rest = divmod(length - 1, unit + 1)
+        if rest or size < 1:
+            return None
+        sizes.append(size)
+        unit = length
+    expected = b""
+    for size in sizes:
         expected = b"[" + b",".join([expected] * size) + b"]"
-    return shape if expected == skeleton.tobytes() else None
+    return tuple(reversed(sizes)) if expected == structure else None
 
 
 def parse_number_array(text: bytes, dtype: np.dtype) -> np.ndarray | None:
     """``text`` (a JSON array of numbers, any nesting) as an array of ``dtype``, or None to fall back."""
-    raw = np.frombuffer(text, np.uint8)
-    found = _skeleton(raw)
-    if found is None:
+    compact = _compact(text)
+    if compact is None:
         return None
-    skeleton, numeric = found
-    shape = _shape(skeleton)
+    shape = _shape(compact.translate(None, _NUMBER_BYTES))
     if shape is None:
         return None
-    numbers = raw[numeric | (raw == _COMMA)]  # "1.5,-2,3e4,...": the numbers without brackets or blanks
+    numbers = np.frombuffer(compact.translate(None, b"[]"), np.uint8)  # "1.5,-2,3e4,...": one per list slot
     values = _read_numbers(numbers, int(np.prod(shape)))
     if values is None or not np.isfinite(values).all():
         return None

@@ -40,7 +40,8 @@ def test_fast_path_equals_a_full_parse(seed):
 
 
 @pytest.mark.parametrize("text", [b"[1,2,[3]]", b"[[1,2],[3]]", b"[]", b"[[]]", b"[1 2]", b"[+1]", b"[1.2.3]", b"[.5]",
-                                  b"[1,]", b"[NaN]", b"[1e400]", b"[1-2]", b'["1"]', b"[true]", b"[[1],2]", b"[1e]"])
+                                  b"[1,]", b"[NaN]", b"[1e400]", b"[1-2]", b'["1"]', b"[true]", b"[[1],2]", b"[1e]",
+                                  b"[[1,2]5,[3,4]]", b"[[1,2],5[3,4]]", b"[[1,2] 5,[3,4]]", b"[[1,2],[3 4,5]]"])
 def test_fast_path_declines_what_it_does_not_read(text):
     assert parse_number_array(text, np.float32) is None
 
