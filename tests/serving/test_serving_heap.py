@@ -7,7 +7,7 @@ import pytest
 
 from keras_itl.serving.model_config import single_model
 from keras_itl.serving.model_manager import ModelManager
-from tests.serving_helpers import save_affine
+from tests.serving.serving_helpers import save_affine
 
 # A version swap of the affine model leaves ~700 objects in reference cycles; freezing without first
 # unfreezing would keep them for good. What else a swap leaves frozen (caches) is a few objects.
