@@ -39,7 +39,6 @@ NOISE_KINDS = ("symmetric", "pair")  # symmetric: a uniformly random other class
 EVALUATION_SPLITS = ("test", "val", "train")
 
 # Influence: parameter scopes (``top:K`` takes a number) and inverse-Hessian-vector solvers.
-SCOPES = ("head", "top:K", "all")
 SCOPE_HELP = "head (the final Dense layer), top:K (the last K layers that have weights) or all"
 SOLVERS = ("cg", "exact", "lissa")
 HESSIANS = ("exact", "gauss-newton")  # the curvature solved with: the loss's Hessian, or the PSD Gauss-Newton matrix
