@@ -281,8 +281,9 @@ def plan(args: argparse.Namespace) -> tuple[list[Run], list[Run]]:
 
 
 def read_outcome(output: Path) -> dict:
-    """Test error, dropped count, training-set size, label-noise detection, the selection the policy chose and
-    the fine-tuning rate factor kept (runs that record one) from a run's run.json."""
+    """Test error, dropped count, training-set size, label-noise detection, the selection the policy chose with
+    every candidate auto measured (its drops, val loss and win in standard errors, so a later change to auto's
+    threshold can be judged on these runs) and the fine-tuning rate factor kept, from a run's run.json."""
     record = json.loads((output / RUN_FILE).read_text())
     influence = record.get("influence") or {}
     dropped = len(influence["selection"]["drop_ids"]) if influence else 0
@@ -290,6 +291,8 @@ def read_outcome(output: Path) -> dict:
     return {"error": 100 * record["test"]["error_rate"], "dropped": dropped, "train_size": train_size,
             "drop_fraction": dropped / train_size, "noise_detection": influence.get("label_noise_detection"),
             "chosen": influence["selection"]["chosen"] if influence else None,
+            "candidates": [{"name": c["name"], "dropped": len(c["drop_ids"]), "val_loss": c["val_loss"],
+                            "win_z": c["win_z"]} for c in (influence["selection"]["candidates"] if influence else [])],
             "lr_factor": (record.get("fine_tuning") or {}).get("factor")}
 
 
