@@ -13,8 +13,6 @@ the CLI lists the methods while it declares its options.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from keras_itl.errors import UserError
 from keras_itl.options import Option, declare_option
+from keras_itl.plugins import import_plugins
 
 if TYPE_CHECKING:
     import keras
@@ -94,8 +93,7 @@ def register(method: Method) -> Method:
 
 def all_methods() -> dict[str, Method]:
     """Every method by name, in ``position`` order: the modules of this package, then any registered since."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    import_plugins(__name__)
     return dict(sorted(_METHODS.items(), key=lambda item: (item[1].position, item[0])))
 
 

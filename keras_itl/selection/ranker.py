@@ -11,14 +11,14 @@ lists the rankers while it declares its options.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from keras_itl.plugins import import_plugins
 
 if TYPE_CHECKING:
     import keras
@@ -121,11 +121,10 @@ def register(ranker: Ranker) -> Ranker:
 
 
 def all_rankers() -> dict[str, Ranker]:
-    """Every ranker by name: the ones ``keras_itl.selection.rankers`` holds, then any registered since."""
-    package = importlib.import_module("keras_itl.selection.rankers")
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: (m.name != "influence", m.name)):
-        importlib.import_module(f"{package.__name__}.{module.name}")
-    return dict(_RANKERS)
+    """Every ranker by name, the ones ``keras_itl.selection.rankers`` holds and any registered since: influence
+    (the method's own) first, then the baselines by name."""
+    import_plugins("keras_itl.selection.rankers")
+    return dict(sorted(_RANKERS.items(), key=lambda item: (item[0] != "influence", item[0])))
 
 
 def ranker_for(kind: str) -> Ranker | None:
