@@ -33,6 +33,7 @@ from keras_itl.transfer import (
     TransferResult,
     run_transfer,
 )
+from keras_itl.transfer.target_labels import NONE
 
 
 def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None) -> list[TransferConfig]:
@@ -60,7 +61,10 @@ def experiment_configs(preset: Preset, seeds: int, overrides: dict | None = None
 
 
 def row_label(config: TransferConfig) -> str:
-    """The table row of a run: the method, or ``instance[<policy family>]`` for the instance method."""
+    """The table row of a run: the method, ``source-only`` for ``model`` without target labels, or
+    ``instance[<policy family>]`` for the instance method."""
+    if config.method == "model" and config.target_labels == NONE:
+        return "source-only"
     if config.method != "instance":
         return config.method
     return f"instance[{parse_policy(config.instance.policy).family}]"

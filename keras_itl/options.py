@@ -126,6 +126,14 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("noise_kind", "--noise-kind", registry.NOISE_KIND, "How --label-noise flips a label: symmetric to a "
            "uniformly random other class; pair from class c to c+1 mod K (structured noise).",
            kind=registry.NOISE_KINDS),
+    Option("target_labels", "--target-labels", registry.TARGET_LABELS, "How many target training labels the run "
+           "reads: all; N labelled images per class (seeded; the rest unlabelled, the validation split keeps its "
+           "labels); none (unsupervised domain adaptation: no target training or validation label is read, early "
+           "stopping and the fine-tuning rate factor use the source's validation split; --method model then "
+           "trains on the source alone, the source-only baseline).", metavar="all|none|N"),
+    Option("align_layer", "--align-layer", registry.ALIGN_LAYER, "--method coral, mmd and dann: the layer whose "
+           "output is aligned between source and target: the backbone's features or the head's probabilities.",
+           kind=registry.ALIGN_LAYERS),
     # the instance method
     Option("policy", "--policy", registry.POLICY, _policy_help, metavar=_policy_metavar),
     Option("judge", "--auto-judge", registry.AUTO_JUDGE, "--policy auto: judge each candidate by a head-only refit "
@@ -310,3 +318,4 @@ class TargetOptions:
     imbalance: str | None = option("imbalance")  # CLASS:FRACTION
     label_noise: float = option("label_noise")
     noise_kind: str = option("noise_kind")
+    target_labels: str = option("target_labels")  # all | none | N labelled training images per class

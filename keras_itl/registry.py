@@ -46,6 +46,9 @@ HESSIANS = ("exact", "gauss-newton")  # the curvature solved with: the loss's He
 # Selection policies are written with the registered rankers' kinds (keras_itl.selection.rankers).
 AUTO_JUDGES = ("head", "full")  # how auto measures a candidate drop set: head-only refit, or full refit
 INSTANCE_STARTS = ("source", "warmup")  # what the final refit of the instance method starts from
+# The domain-adaptation methods (coral, mmd, dann) align the output of one of the model's top-level layers: the
+# backbone's features (the head's input) or the head's class probabilities.
+ALIGN_LAYERS = ("backbone", "head")
 
 # ---------------------------------------------------------------------------------------- defaults
 # The training budget of one run (TransferConfig, Preset, TrainConfig, `keras-itl train`).
@@ -88,3 +91,10 @@ MAX_DROP_FRACTION = 0.5
 MIN_CLASS_KEEP_FRACTION = 0.5
 INSTANCE_START = "source"
 INFLUENCE_BATCH_SIZE = 64  # gradient, Hessian-vector and scoring passes
+
+# Target labels and the domain-adaptation methods (TargetOptions, TransferConfig, keras_itl.methods).
+TARGET_LABELS = "all"  # all | none | N labelled training images per class
+ALIGN_LAYER = "backbone"
+CORAL_WEIGHT = 1.0
+MMD_WEIGHT = 1.0
+DANN_WEIGHT = 1.0

@@ -1,9 +1,11 @@
 """Transfer methods as plug-ins: what a method is, and the registry of methods by name.
 
 Every module in this package (but this one) is one method and registers itself: ``scratch``,
-``model`` (network-based fine-tuning) and ``instance`` (influence-based instance selection, then
-fine-tuning). ``run_transfer``, the CLI's ``--method`` choices, the presets and the experiment's
-rows all read the registry, so adding a method is adding a file here; an unknown name is an error.
+``model`` (network-based fine-tuning), ``instance`` (influence-based instance selection, then
+fine-tuning), and the domain-adaptation methods ``coral``, ``mmd`` (mapping-based) and ``dann``
+(adversarial), which fine-tune like ``model`` with the labelled source drawn beside the target.
+``run_transfer``, the CLI's ``--method`` choices, the presets and the experiment's rows all read the
+registry, so adding a method is adding a file here; an unknown name is an error.
 
 A method gets the model built for it (from the source's backbone when ``uses_source``, else random)
 and the target data, trains the model in place through ``keras_itl.training.train_model`` (whose
@@ -67,6 +69,10 @@ class Method:
     ``uses_source``: the model it gets carries the source's backbone (else it is randomly initialised).
     ``options``: the method's own user options (declared like every other, see ``keras_itl.options``); a
     run's values are in ``config.method_options`` by option name.
+    ``pairs_source``: trains on the source's labelled images beside the target's (needs a dataset ``--source``;
+    the paper's presets leave such methods out). ``unlabelled_target``: gets the target's unlabelled training
+    images too (label -1) under ``--target-labels N`` or ``none``, else only the labelled ones.
+    ``needs_target_labels``: refused with ``--target-labels none``.
     """
 
     name: str
@@ -75,6 +81,9 @@ class Method:
     uses_source: bool = True
     position: int = 100
     options: tuple[Option, ...] = ()
+    pairs_source: bool = False
+    unlabelled_target: bool = False
+    needs_target_labels: bool = True
 
 
 _METHODS: dict[str, Method] = {}

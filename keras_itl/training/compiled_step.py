@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_itl.training.pairing import PairedBatch, Pairing, feature_view
+
 LossTerm: TypeAlias = Callable[[keras.Model, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 """A term a method adds to the training loss: ``(model, images, labels, predicted probabilities)`` of one replica's
 batch -> a scalar (a mean over the batch, like the cross-entropy it is added to), e.g. a domain-alignment penalty."""
@@ -38,6 +40,8 @@ class CompiledStep:
     cosine: bool  # a cosine schedule, whose rate and length are part of the step's key; else a constant rate
     run_step: Callable  # one step on a distributed batch, not yet traced
     initial_state: list[np.ndarray]  # the optimizer's variables as built: what a fresh one starts from
+    term_variables: list  # a paired term's own variables (e.g. a domain classifier), reset with the optimizer
+    term_initial: list[np.ndarray]
     traced: dict[tf.TypeSpec, tf.types.experimental.PolymorphicFunction] = field(default_factory=dict)
 
     def step(self, batches: tf.distribute.DistributedDataset) -> tf.types.experimental.PolymorphicFunction:
@@ -49,8 +53,10 @@ class CompiledStep:
         return self.traced[spec]
 
     def reset(self, learning_rate: float) -> None:
-        """A fresh optimizer's state (its slots and iteration count as built) at this phase's rate."""
-        for variable, value in zip(self.optimizer.variables, self.initial_state):
+        """A fresh optimizer's state (its slots and iteration count as built) at this phase's rate, and a paired
+        term's own variables as built."""
+        for variable, value in zip([*self.optimizer.variables, *self.term_variables],
+                                   [*self.initial_state, *self.term_initial]):
             variable.assign(value)
         if not self.cosine:
             self.optimizer.learning_rate = learning_rate
@@ -60,23 +66,27 @@ _STEPS: weakref.WeakKeyDictionary[keras.Model, dict[tuple, CompiledStep]] = weak
 
 
 def compiled_step(model: keras.Model, strategy: tf.distribute.Strategy, *, optimizer: str, learning_rate: float,
-                  schedule: str, decay_steps: int, loss_term: LossTerm | None = None) -> CompiledStep:
+                  schedule: str, decay_steps: int, loss_term: LossTerm | None = None,
+                  pairing: Pairing | None = None) -> CompiledStep:
     """The optimizer and training step for ``model``'s current trainable set, reset for a new phase.
 
     A step is reused only for the same strategy, optimizer kind and schedule (for a cosine schedule,
     the same rate and length too), the same trainable variables and the same ``trainable`` flag on
     every layer (the flag decides, for instance, whether BatchNormalization runs in training or
-    inference mode inside the traced graph), and the same ``loss_term`` added to the loss.
+    inference mode inside the traced graph), the same ``loss_term`` added to the loss, and for a
+    ``pairing`` the same term, feature layer and state, and the phase's length (its progress's unit).
     """
     # a cosine schedule's rate and length stay Python numbers in the graph: read from variables, TensorFlow
     # computes the schedule in another order and the weights differ in their last bits
     cosine_numbers = (learning_rate, decay_steps) if schedule == "cosine" else None
+    paired = (pairing.term, pairing.layer, pairing.state, decay_steps) if pairing is not None else None
     key = (optimizer, schedule, cosine_numbers, tuple(id(v) for v in model.trainable_variables),
-           tuple(_trainable_flags(model)), loss_term)
+           tuple(_trainable_flags(model)), loss_term, paired)
     steps = _STEPS.setdefault(model, {})
     cached = steps.get(key)
     if cached is None or cached.strategy is not strategy:
-        cached = steps[key] = _build(model, strategy, optimizer, learning_rate, schedule, decay_steps, loss_term)
+        cached = steps[key] = _build(model, strategy, optimizer, learning_rate, schedule, decay_steps, loss_term,
+                                     pairing)
     cached.reset(learning_rate)
     return cached
 
@@ -105,46 +115,66 @@ _OPTIMIZERS: dict[str, Callable] = {  # registry.OPTIMIZERS -> how to make one
 
 
 def _build(model: keras.Model, strategy: tf.distribute.Strategy, optimizer: str, learning_rate: float,
-           schedule: str, decay_steps: int, loss_term: LossTerm | None) -> CompiledStep:
-    """A new optimizer for the model's trainable variables, built under the strategy, and its untraced step."""
+           schedule: str, decay_steps: int, loss_term: LossTerm | None, pairing: Pairing | None) -> CompiledStep:
+    """A new optimizer for the model's (and a paired term's) trainable variables, built under the strategy, and
+    its untraced step."""
+    term_variables = list(pairing.state.trainable_variables) if pairing is not None and pairing.state else []
     with strategy.scope():
         cosine = schedule == "cosine"
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps) if cosine else learning_rate
         made = _OPTIMIZERS[optimizer](rate)
-        made.build(model.trainable_variables)
+        made.build([*model.trainable_variables, *term_variables])
     return CompiledStep(strategy=strategy, optimizer=made, cosine=cosine, initial_state=[
-        variable.numpy() for variable in made.variables],
-        run_step=_step_function(weakref.ref(model), made, strategy, loss_term))
+        variable.numpy() for variable in made.variables], term_variables=term_variables,
+        term_initial=[variable.numpy() for variable in term_variables],
+        run_step=_step_function(weakref.ref(model), made, strategy, loss_term, pairing, decay_steps))
 
 
 def _step_function(model_ref: weakref.ref, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
-                   loss_term: LossTerm | None) -> Callable:
+                   loss_term: LossTerm | None, pairing: Pairing | None, total_steps: int) -> Callable:
     """One training step on a distributed batch: per-replica losses summed over the global batch, then applied.
 
-    Regularisation losses and the ``loss_term`` are per-replica means, so each replica adds its share of them:
-    summed over the replicas, the gradient is that of one term."""
-    variables = model_ref().trainable_variables
+    The cross-entropy covers the labelled examples (a label of -1 is hidden: it adds nothing to the loss,
+    the accuracy or its count) and is divided by their number in the global batch. Regularisation losses,
+    the ``loss_term`` and a paired term are per-replica means, so each replica adds its share of them:
+    summed over the replicas, the gradient is that of one term. A paired step runs the model once on each
+    batch, through a view that also returns the pairing's feature layer."""
+    model = model_ref()
+    term_variables = list(pairing.state.trainable_variables) if pairing is not None and pairing.state else []
+    variables = [*model.trainable_variables, *term_variables]
+    view = feature_view(model, pairing.layer) if pairing is not None else None
+    del model  # the step holds the model weakly (the view's layers are the model's)
 
-    def replica_step(images, labels):
+    def replica_step(batch, paired=None):
         model = model_ref()
+        images, labels = batch
         context = tf.distribute.get_replica_context()
-        global_count = context.all_reduce("sum", tf.cast(tf.shape(labels)[0], tf.float32))
+        labelled = tf.cast(labels >= 0, tf.float32)
+        global_labelled = tf.maximum(context.all_reduce("sum", tf.reduce_sum(labelled)), 1.0)
         with tf.GradientTape() as tape:
-            probs = model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
-            loss = tf.reduce_sum(per_example) / global_count
+            if paired is None:
+                probs = model(images, training=True)
+            else:
+                features, probs = view(images, training=True)
+                paired_features, paired_probs = view(paired[0], training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(tf.maximum(labels, 0), probs) * labelled
+            loss = tf.reduce_sum(per_example) / global_labelled
             if model.losses:
                 loss += tf.add_n(model.losses) / context.num_replicas_in_sync
             if loss_term is not None:
                 loss += loss_term(model, images, labels, probs) / context.num_replicas_in_sync
+            if paired is not None:
+                progress = tf.minimum(tf.cast(optimizer.iterations, tf.float32) / float(total_steps), 1.0)
+                loss += pairing.term(PairedBatch(features, probs, labels, paired_features, paired_probs,
+                                                 paired[1], progress)) / context.num_replicas_in_sync
         gradients = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32))
-        return tf.reduce_sum(per_example), correct
+        return tf.reduce_sum(per_example), correct, tf.reduce_sum(labelled)
 
     def step(batch):
-        loss_sum, correct = strategy.run(replica_step, args=batch)
-        reduce = tf.distribute.ReduceOp.SUM
-        return strategy.reduce(reduce, loss_sum, axis=None), strategy.reduce(reduce, correct, axis=None)
+        args = batch if pairing is not None else (batch,)
+        totals = strategy.run(replica_step, args=args)
+        return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None) for total in totals)
 
     return step

@@ -23,6 +23,7 @@ from keras_itl.errors import UserError
 from keras_itl.evaluation import evaluate_model
 from keras_itl.registry import LR_SCHEDULES, OPTIMIZERS
 from keras_itl.training.compiled_step import CompiledStep, LossTerm, compiled_step
+from keras_itl.training.pairing import PAIRED_SEED_OFFSET, Pairing
 from keras_itl.training.run_state import RunState
 from keras_itl.training.strategy import check_workers_agree, is_chief
 
@@ -104,6 +105,7 @@ def train_model(
     resume: bool = False,
     verbose: bool = True,
     loss_term: LossTerm | None = None,
+    pairing: Pairing | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train``, one checkpoint per epoch under ``run_dir``.
 
@@ -111,6 +113,10 @@ def train_model(
     without improvement and ends with the best-validation weights. ``resume`` continues from
     the phase's latest checkpoint (a finished or early-stopped phase is not trained again).
     ``loss_term`` adds a method's own term to the training loss (the reported loss stays the cross-entropy).
+    ``pairing`` draws a batch of its split beside every training batch and adds its term on both
+    (keras_itl.training.pairing). Training labels of -1 are hidden: the loss, accuracy and the reported
+    numbers cover the labelled examples (an epoch's ``labelled`` count says how many there were when some
+    were hidden).
     """
     if len(train) == 0:
         raise UserError("the training split is empty")
@@ -121,17 +127,19 @@ def train_model(
                         f"{strategy.num_replicas_in_sync} replicas training on it")
     compiled = compiled_step(model, strategy, optimizer=config.optimizer, learning_rate=config.learning_rate,
                              schedule=config.lr_schedule, decay_steps=config.epochs * steps_per_epoch,
-                             loss_term=loss_term)
-    state = RunState(model, compiled.optimizer, run_dir, name, settings=asdict(config), chief=is_chief(strategy))
+                             loss_term=loss_term, pairing=pairing)
+    state = RunState(model, compiled.optimizer, run_dir, name, settings=asdict(config), chief=is_chief(strategy),
+                     term_state=pairing.state if pairing is not None else None)
     try:
-        return _train(model, train, val, config, strategy, compiled, state, steps_per_epoch, resume, verbose)
+        return _train(model, train, val, config, strategy, compiled, state, steps_per_epoch, resume, verbose,
+                      pairing)
     finally:
         state.close()
 
 
 def _train(model: keras.Model, train: Split, val: Split | None, config: TrainConfig,
            strategy: tf.distribute.Strategy, compiled: CompiledStep, state: RunState,
-           steps_per_epoch: int, resume: bool, verbose: bool) -> TrainResult:
+           steps_per_epoch: int, resume: bool, verbose: bool, pairing: Pairing | None) -> TrainResult:
     name = state.name
     image_size, channels = model.input_shape[1], model.input_shape[3]
     if resume:
@@ -146,6 +154,10 @@ def _train(model: keras.Model, train: Split, val: Split | None, config: TrainCon
         epoch = int(state.epoch.numpy())
         batches = make_batches(train, config.batch_size, image_size=image_size, channels=channels,
                                shuffle_seed=_epoch_seed(config.seed, epoch), drop_ids=True).take(steps_per_epoch)
+        if pairing is not None:
+            paired = make_batches(pairing.split, config.batch_size, image_size=image_size, channels=channels,
+                                  shuffle_seed=_epoch_seed(config.seed, epoch) + PAIRED_SEED_OFFSET, drop_ids=True)
+            batches = tf.data.Dataset.zip((batches, paired.repeat().take(steps_per_epoch)))
         distributed = strategy.experimental_distribute_dataset(batches)
         record = _run_epoch(compiled.step(distributed), distributed, state, epoch,
                             len(train), steps_per_epoch, config, verbose)
@@ -182,28 +194,36 @@ def _run_epoch(step, dataset, state: RunState, epoch: int, num_examples: int, st
     # A live bar only on a terminal; logs get the one line per epoch that train_model prints.
     live = verbose and sys.stdout.isatty()
     progress = keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"], verbose=1 if live else 0)
-    total_loss = total_correct = 0.0
+    total_loss = total_correct = total_labelled = 0.0
     seen = 0
     started = time.perf_counter()
     for index, batch in enumerate(dataset):
-        loss_sum, correct = step(batch)
+        loss_sum, correct, labelled = step(batch)
         batch_size = min(config.batch_size, num_examples - seen)
         seen += batch_size
         total_loss += float(loss_sum)
         total_correct += float(correct)
+        total_labelled += float(labelled)
         if not math.isfinite(total_loss):
             kept = state.last_checkpoint or "none (the first epoch had not finished)"
             raise TrainingDiverged(
                 f"{state.name}: loss became {total_loss} at epoch {epoch + 1} step {index + 1}; "
                 f"training stopped, last good checkpoint kept: {kept}; try a lower --lr"
             )
-        progress.update(index + 1, [("loss", total_loss / seen), ("accuracy", total_correct / seen)])
-    return {"epoch": epoch + 1, "loss": total_loss / seen, "accuracy": total_correct / seen,
-            "seconds": time.perf_counter() - started}
+        counted = max(total_labelled, 1.0)
+        progress.update(index + 1, [("loss", total_loss / counted), ("accuracy", total_correct / counted)])
+    counted = max(total_labelled, 1.0)
+    record = {"epoch": epoch + 1, "loss": total_loss / counted, "accuracy": total_correct / counted,
+              "seconds": time.perf_counter() - started}
+    return record if total_labelled == seen else {**record, "labelled": int(total_labelled)}
 
 
 def _epoch_line(name: str, record: dict, epochs: int) -> str:
-    parts = [f"{name} epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}", f"acc {record['accuracy']:.4f}"]
+    parts = [f"{name} epoch {record['epoch']}/{epochs}"]
+    if record.get("labelled", 1):
+        parts += [f"loss {record['loss']:.4f}", f"acc {record['accuracy']:.4f}"]
+    else:
+        parts.append("no labelled training examples")
     if "val_loss" in record:
         parts += [f"val_loss {record['val_loss']:.4f}", f"val_acc {record['val_accuracy']:.4f}"]
     return " - ".join(parts)

@@ -1,7 +1,8 @@
 """What a training phase persists so that an interrupted run resumes to the same result.
 
-One checkpoint per epoch holds everything the phase depends on: model, optimizer, epoch counter,
-early-stopping state, the best-validation weights, the epoch history and the phase's settings.
+One checkpoint per epoch holds everything the phase depends on: model, optimizer (and a paired term's
+own variables), epoch counter, early-stopping state, the best-validation weights, the epoch history
+and the phase's settings.
 Keeping the history and best weights inside the checkpoint commits them together: a crash can
 never leave a history that disagrees with the weights. ``history-<phase>.json`` is only a
 human-readable copy.
@@ -39,7 +40,8 @@ class RunState:
     """Epoch counter, early-stopping state, best weights, history and checkpoints of one phase."""
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 directory: str | os.PathLike, name: str, *, settings: dict, chief: bool = True):
+                 directory: str | os.PathLike, name: str, *, settings: dict, chief: bool = True,
+                 term_state: keras.layers.Layer | None = None):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_val_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
         self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # 0: no validation improvement yet
@@ -59,6 +61,7 @@ class RunState:
             model=model, optimizer=optimizer, epoch=self.epoch, best_val_loss=self.best_val_loss,
             best_epoch=self.best_epoch, bad_epochs=self.bad_epochs, stopped=self.stopped,
             history=self._history, settings=self._settings, best_weights=self._best_weights,
+            **({"term_state": term_state} if term_state is not None else {}),  # a paired term's own variables
         )
         self._manager = tf.train.CheckpointManager(self._checkpoint, self.write_root / "checkpoints" / name,
                                                    max_to_keep=2)

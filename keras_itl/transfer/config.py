@@ -12,10 +12,11 @@ from keras_itl.influence import SolverOptions
 from keras_itl.methods import get_method
 from keras_itl.options import TargetOptions, TrainingBudget, method_options, nested, option, per_method
 from keras_itl.pretrained import IMAGENET
+from keras_itl.registry import ALIGN_LAYERS, INSTANCE_STARTS
 from keras_itl.registry import AUTO_JUDGES as JUDGES
-from keras_itl.registry import INSTANCE_STARTS
 from keras_itl.selection import parse_policy
 from keras_itl.training import TrainConfig
+from keras_itl.transfer.target_labels import labels_per_class
 
 RANDOM_WEIGHTS = "random"  # --weights random: run an ImageNet pipeline without the weights (offline smoke tests)
 
@@ -88,6 +89,7 @@ class TransferConfig(TrainingBudget, TargetOptions):
         val_fraction: Stratified fraction of the training data held out for validation.
         data_dir: TFDS data directory; None: TFDS's default (``$TFDS_DATA_DIR`` when set).
         decisions: A decisions.csv applied to the training split before anything else; None: none.
+        align_layer: ``coral``, ``mmd``, ``dann``: the layer whose output is aligned (``backbone`` or ``head``).
         instance: The ``instance`` method's options (InstanceOptions); other methods ignore them.
         method_options: The chosen method's own options by name (a plug-in method declares them); missing ones
             take their declared defaults, and another method's option set away from its default is an error.
@@ -101,6 +103,7 @@ class TransferConfig(TrainingBudget, TargetOptions):
         imbalance: ``CLASS:FRACTION`` making class CLASS that share of the training split; None: as loaded.
         label_noise: Fraction of training labels flipped (seeded; the flipped ids are recorded).
         noise_kind: How a label flips: ``symmetric`` (a random other class) or ``pair`` (c -> c+1 mod K).
+        target_labels: Target labels the run reads: ``all``, ``none`` or N labelled training images per class.
     """
 
     target: str = option("target")
@@ -117,6 +120,7 @@ class TransferConfig(TrainingBudget, TargetOptions):
     val_fraction: float = option("val_fraction")
     data_dir: str | None = option("data_dir")
     decisions: str | None = option("decisions")  # a decisions.csv applied to the training split first
+    align_layer: str = option("align_layer")  # coral, mmd, dann: the layer whose output is aligned
     instance: InstanceOptions = nested(InstanceOptions)
     method_options: dict = per_method()  # the chosen method's own options by name, defaults filled in
 
@@ -129,6 +133,11 @@ class TransferConfig(TrainingBudget, TargetOptions):
         if get_method(self.method).uses_source and not self.source:
             raise UserError(f"--method {self.method} fine-tunes a pretrained network: pass --source "
                             "(imagenet, a dataset spec or a .keras model)")
+        if labels_per_class(self.target_labels) == 0 and get_method(self.method).needs_target_labels:
+            raise UserError(f"--method {self.method} learns from target labels; with --target-labels none use "
+                            "--method model (source-only) or a domain-adaptation method")
+        if self.align_layer not in ALIGN_LAYERS:
+            raise UserError(f"unknown align layer {self.align_layer!r}; choose one of: {', '.join(ALIGN_LAYERS)}")
         if self.weights is not None and self.source != IMAGENET:
             raise UserError("--weights is a local ImageNet weights file; it goes with --source imagenet")
         if self.fine_tune_layers is not None and self.fine_tune_layers <= 0:

@@ -25,7 +25,7 @@ from keras_itl.backbones import BACKBONE_NAME, build_model, get_architecture
 from keras_itl.datasets import Split
 from keras_itl.methods import get_method
 from keras_itl.pretrained import IMAGENET, Source, load_source_into, parse_source, pretrain_on_dataset
-from keras_itl.training import TrainResult, train_model
+from keras_itl.training import Pairing, TrainResult, train_model
 from keras_itl.transfer.config import RANDOM_WEIGHTS, TransferConfig
 
 
@@ -92,18 +92,20 @@ class FitResult:
 
 def fit_target(model: keras.Model, train: Split, val: Split, config: TransferConfig, *,
                strategy: tf.distribute.Strategy, run_dir: Path, resume: bool = False, verbose: bool = True,
-               prefix: str = "") -> FitResult:
+               prefix: str = "", pairing: Pairing | None = None) -> FitResult:
     """Fine-tune in two phases - the head alone, then the backbone - validating on ``val``.
 
-    With ``config.fine_tune_lr_factor`` None the fine-tuning phase runs once per candidate factor from
-    the same head weights and ``model`` ends with the candidate of lowest validation loss."""
+    ``pairing`` draws its split's batches beside the training batches in every phase (the domain-adaptation
+    methods' source, keras_itl.transfer.domain_adaptation). With ``config.fine_tune_lr_factor`` None the
+    fine-tuning phase runs once per candidate factor from the same head weights and ``model`` ends with the
+    candidate of lowest validation loss."""
     backbone = model.get_layer(BACKBONE_NAME)
     phases = []
     if config.head_epochs:
         backbone.trainable = False
         phases.append(train_model(model, train, val, config.train_config(epochs=config.head_epochs),
                                   strategy=strategy, run_dir=run_dir, name=f"{prefix}head", resume=resume,
-                                  verbose=verbose))
+                                  verbose=verbose, pairing=pairing))
     freeze_for_fine_tuning(backbone, config.fine_tune_layers)
     searching = config.fine_tune_lr_factor is None
     factors = registry.FINE_TUNE_LR_FACTORS if searching else (config.fine_tune_lr_factor,)
@@ -115,7 +117,7 @@ def fit_target(model: keras.Model, train: Split, val: Split, config: TransferCon
         phase = train_model(model, train, val, config.train_config(learning_rate=config.learning_rate * factor),
                             strategy=strategy, run_dir=run_dir,
                             name=f"{prefix}finetune-lr{factor:g}" if searching else f"{prefix}finetune",
-                            resume=resume, verbose=verbose)
+                            resume=resume, verbose=verbose, pairing=pairing)
         phases.append(phase)
         loss = min((record["val_loss"] for record in phase.history if "val_loss" in record), default=float("inf"))
         val_losses[f"{factor:g}"] = loss

@@ -27,6 +27,7 @@ from keras_itl.training import TrainResult, guard_run_options, is_chief, make_st
 from keras_itl.training.compiled_step import release_compiled_steps
 from keras_itl.transfer.config import TransferConfig
 from keras_itl.transfer.fine_tuning import build_initial_model
+from keras_itl.transfer.target_labels import restrict_labels
 
 
 @dataclass
@@ -113,7 +114,9 @@ def run_transfer(config: TransferConfig, output_dir: str | os.PathLike, *, resum
         print(f"target: {data.info.name}, {data.info.num_classes} classes ({sizes}){skipped}", flush=True)
     channels = model_channels(config.arch, data.info.image_shape[2])
     model = build_initial_model(config, data.info.num_classes, channels, strategy, verbose)
-    outcome = get_method(config.method).fit(MethodInputs(model, data, config, strategy, output_dir, resume, verbose))
+    method = get_method(config.method)
+    visible = restrict_labels(data, config.target_labels, keeps_unlabelled=method.unlabelled_target, seed=config.seed)
+    outcome = method.fit(MethodInputs(model, visible, config, strategy, output_dir, resume, verbose))
     files = dict(outcome.files)
     release_compiled_steps(model)  # training is over: its optimizers need not live as long as the model
     test = evaluate_model(model, data.split("test"), class_names=data.info.class_names)
