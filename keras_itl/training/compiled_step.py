@@ -40,8 +40,7 @@ class CompiledStep:
     cosine: bool  # a cosine schedule, whose rate and length are part of the step's key; else a constant rate
     run_step: Callable  # one step on a distributed batch, not yet traced
     initial_state: list[np.ndarray]  # the optimizer's variables as built: what a fresh one starts from
-    term_variables: list  # a paired term's own variables (e.g. a domain classifier), reset with the optimizer
-    term_initial: list[np.ndarray]
+    pairing: Pairing | None  # its term's own variables (e.g. a domain classifier) start each phase as built
     traced: dict[tf.TypeSpec, tf.types.experimental.PolymorphicFunction] = field(default_factory=dict)
 
     def step(self, batches: tf.distribute.DistributedDataset) -> tf.types.experimental.PolymorphicFunction:
@@ -55,9 +54,11 @@ class CompiledStep:
     def reset(self, learning_rate: float) -> None:
         """A fresh optimizer's state (its slots and iteration count as built) at this phase's rate, and a paired
         term's own variables as built."""
-        for variable, value in zip([*self.optimizer.variables, *self.term_variables],
-                                   [*self.initial_state, *self.term_initial]):
+        for variable, value in zip(self.optimizer.variables, self.initial_state):
             variable.assign(value)
+        if self.pairing is not None:
+            for variable, value in zip(self.pairing.state_variables, self.pairing.initial_state):
+                variable.assign(value)
         if not self.cosine:
             self.optimizer.learning_rate = learning_rate
 
@@ -118,15 +119,14 @@ def _build(model: keras.Model, strategy: tf.distribute.Strategy, optimizer: str,
            schedule: str, decay_steps: int, loss_term: LossTerm | None, pairing: Pairing | None) -> CompiledStep:
     """A new optimizer for the model's (and a paired term's) trainable variables, built under the strategy, and
     its untraced step."""
-    term_variables = list(pairing.state.trainable_variables) if pairing is not None and pairing.state else []
+    term_variables = pairing.state_variables if pairing is not None else []
     with strategy.scope():
         cosine = schedule == "cosine"
         rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps) if cosine else learning_rate
         made = _OPTIMIZERS[optimizer](rate)
         made.build([*model.trainable_variables, *term_variables])
     return CompiledStep(strategy=strategy, optimizer=made, cosine=cosine, initial_state=[
-        variable.numpy() for variable in made.variables], term_variables=term_variables,
-        term_initial=[variable.numpy() for variable in term_variables],
+        variable.numpy() for variable in made.variables], pairing=pairing,
         run_step=_step_function(weakref.ref(model), made, strategy, loss_term, pairing, decay_steps))
 
 
@@ -140,8 +140,7 @@ def _step_function(model_ref: weakref.ref, optimizer: keras.optimizers.Optimizer
     summed over the replicas, the gradient is that of one term. A paired step runs the model once on each
     batch, through a view that also returns the pairing's feature layer."""
     model = model_ref()
-    term_variables = list(pairing.state.trainable_variables) if pairing is not None and pairing.state else []
-    variables = [*model.trainable_variables, *term_variables]
+    variables = [*model.trainable_variables, *(pairing.state_variables if pairing is not None else [])]
     view = feature_view(model, pairing.layer) if pairing is not None else None
     del model  # the step holds the model weakly (the view's layers are the model's)
 

@@ -14,7 +14,7 @@ trained by the same optimizer, saved in the same checkpoints, and start as built
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import keras
@@ -62,6 +62,15 @@ class Pairing:
     term: PairedTerm
     layer: str
     state: keras.layers.Layer | None = None
+    initial_state: list = field(init=False, repr=False)  # the state's values when paired: every phase starts there
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "initial_state", [variable.numpy() for variable in self.state_variables])
+
+    @property
+    def state_variables(self) -> list:
+        """The term's own trainable variables (none without ``state``)."""
+        return list(self.state.trainable_variables) if self.state is not None else []
 
 
 def _layer_output(model: keras.Model, layer: str):

@@ -11,7 +11,7 @@ from keras_itl.errors import UserError
 from keras_itl.influence import SolverOptions
 from keras_itl.methods import get_method
 from keras_itl.options import TargetOptions, TrainingBudget, method_options, nested, option, per_method
-from keras_itl.pretrained import IMAGENET
+from keras_itl.pretrained import IMAGENET, parse_source
 from keras_itl.registry import ALIGN_LAYERS, INSTANCE_STARTS
 from keras_itl.registry import AUTO_JUDGES as JUDGES
 from keras_itl.selection import parse_policy
@@ -133,7 +133,12 @@ class TransferConfig(TrainingBudget, TargetOptions):
         if get_method(self.method).uses_source and not self.source:
             raise UserError(f"--method {self.method} fine-tunes a pretrained network: pass --source "
                             "(imagenet, a dataset spec or a .keras model)")
-        if labels_per_class(self.target_labels) == 0 and get_method(self.method).needs_target_labels:
+        unlabelled = labels_per_class(self.target_labels) == 0
+        if (get_method(self.method).pairs_source or unlabelled) and self.source \
+                and parse_source(self.source).kind != "dataset":
+            raise UserError(f"--method {self.method} with --target-labels {self.target_labels} trains on the source's "
+                            f"labelled images: --source must be a dataset spec, not {self.source}")
+        if unlabelled and get_method(self.method).needs_target_labels:
             raise UserError(f"--method {self.method} learns from target labels; with --target-labels none use "
                             "--method model (source-only) or a domain-adaptation method")
         if self.align_layer not in ALIGN_LAYERS:

@@ -16,7 +16,6 @@ import keras
 from keras_itl.datasets import TargetDataset, load_dataset
 from keras_itl.errors import UserError
 from keras_itl.methods import MethodInputs, MethodOutcome
-from keras_itl.pretrained import parse_source
 from keras_itl.training import Pairing
 from keras_itl.transfer.alignment import AlignmentTerm
 from keras_itl.transfer.config import TransferConfig
@@ -25,11 +24,8 @@ from keras_itl.transfer.target_labels import NONE
 
 
 def load_source_data(config: TransferConfig, num_classes: int) -> TargetDataset:
-    """The labelled source dataset, split as for pretraining; a one-line error unless ``--source`` is a dataset
-    with the target's classes."""
-    if parse_source(config.source).kind != "dataset":
-        raise UserError(f"--method {config.method} trains on the source's labelled images: --source must be a "
-                        f"dataset spec, not {config.source}")
+    """The labelled source dataset (``--source``, a dataset spec: TransferConfig checks), split as for pretraining;
+    a one-line error unless it has the target's classes."""
     source = load_dataset(config.source, seed=config.seed, val_fraction=config.val_fraction,
                           data_dir=config.data_dir)
     if source.info.num_classes != num_classes:
