@@ -22,7 +22,7 @@ from keras_itl.experiment import experiment_configs, train_command
 from keras_itl.influence import InfluenceConfig, SolverOptions
 from keras_itl.inspection import inspect_influence
 from keras_itl.methods import method_names
-from keras_itl.options import declared, flag_of, from_record
+from keras_itl.options import OPTIONS, declared, flag_of, from_record
 from keras_itl.presets import PRESETS, Preset
 from keras_itl.selection import select_drops
 from keras_itl.training import TrainConfig
@@ -120,6 +120,12 @@ def test_every_declared_option_is_a_train_flag_with_the_python_default_and_names
             assert cli_default == value, path
         assert flag_of(path) == declaration.flag, path  # what a refused --resume names
     assert flag_of("instance.judge") == "--auto-judge" and flag_of("instance.solver.damping") == "--damping"
+    for declaration in (option for option in OPTIONS.values() if option.method):  # the methods' own options
+        declared_names.add(declaration.name)
+        param = _option(train, declaration.name)
+        assert param.opts == [declaration.flag] and param.default == declaration.default, declaration.name
+        assert TransferConfig(target="digits", source="mnist-5k", method=declaration.method).method_options[
+            declaration.name] == declaration.default
     assert {param.name for param in train.params} - declared_names == COMMAND_LOCAL  # nothing declared elsewhere
 
 

@@ -81,7 +81,7 @@ def head_only_method():
 
 
 def test_a_registered_method_is_a_cli_choice_and_run_transfer_trains_with_it(head_only_method, tmp_path):
-    assert method_names() == ("scratch", "model", "instance", "head-only")  # by position
+    assert method_names() == ("scratch", "model", "instance", "coral", "mmd", "dann", "head-only")  # by position
     main = importlib.reload(importlib.import_module("keras_itl.cli.main")).main
     help_text = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
     assert "head-only: train the new head alone" in help_text and "--head-penalty FLOAT head-only:" in help_text
