@@ -130,3 +130,24 @@ def test_workers_option_refuses_an_existing_tf_config(monkeypatch, tmp_path):
     result = CliRunner().invoke(main, ["train", "--target", "digits", "--workers", "2", "--output", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output.strip() == "Error: --workers starts its own local cluster; unset TF_CONFIG (or drop --workers)"
+
+
+@pytest.mark.slow
+def test_a_paired_method_trains_under_two_workers_and_matches_its_resumed_self(tmp_path):
+    """DANN without target labels: source batches beside the target's, a domain classifier trained and
+    checkpointed with the model - killed after its first epoch and resumed, it ends where an uninterrupted
+    two-worker run does."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    paired = ["--method", "dann", "--source", "mnist-5k", "--source-epochs", "1", "--target-labels", "none",
+              "--head-epochs", "0", "--fine-tune-lr-factor", "1"]
+    uninterrupted, interrupted = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    stdout, stderr = _run(_command(uninterrupted, "--workers", "2", *paired), scratch)
+    assert "dann: small-cnn from mnist-5k" in stdout and "[worker 1] worker done" in stderr
+    assert json.loads((uninterrupted / "run.json").read_text())["fine_tuning"]["validation"] == "source val"
+
+    workers = _start_workers([_command(interrupted, *paired)] * 2, scratch)
+    _kill_when(workers, interrupted / "checkpoints" / "finetune" / "ckpt-2.index")
+    _run(_command(interrupted, "--workers", "2", "--resume", *paired), scratch)
+    difference = max(float(np.abs(a - b).max()) for a, b in zip(_weights(uninterrupted), _weights(interrupted)))
+    assert difference <= 1e-6
