@@ -1,9 +1,12 @@
 """Small synthetic datasets shared by the tests: learnable, tiny, deterministic."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from keras_itl.datasets import Split
 
@@ -33,3 +36,24 @@ def ranking_inputs(labels: np.ndarray, *, probabilities: np.ndarray | None = Non
                   ids=np.array([f"i{k:02d}" for k in range(len(labels))], dtype=object))
     return SimpleNamespace(train=train, probabilities=probabilities, train_features=features,
                            num_classes=num_classes, seed=seed)
+
+
+@contextmanager
+def crash_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> Iterator[None]:
+    """Training inside the block crashes (KeyboardInterrupt, which the block expects) right after checkpointing
+    ``epoch``; afterwards training checkpoints as usual."""
+    from keras_itl.training import run_state
+
+    original = run_state.RunState.end_epoch
+
+    def crashing(self, record, improved):
+        original(self, record, improved)
+        if int(self.epoch.numpy()) == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_state.RunState, "end_epoch", crashing)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(run_state.RunState, "end_epoch", original)

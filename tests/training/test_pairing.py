@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from keras_itl.backbones import build_model
-from keras_itl.training import Pairing, TrainConfig, make_strategy, run_state, train_model
-from tests.helpers import bright_quadrant_split
+from keras_itl.training import Pairing, TrainConfig, make_strategy, train_model
+from tests.helpers import bright_quadrant_split, crash_after_epoch
 
 CONFIG = TrainConfig(epochs=3, batch_size=16, patience=None)
 
@@ -112,17 +112,8 @@ def test_a_crashed_paired_run_with_term_state_resumes_to_the_same_weights(tmp_pa
     trained = [w.numpy() for w in critic.layer.weights]
     assert max(np.abs(a - b).max() for a, b in zip(built, trained)) > 1e-4  # the term's layer was trained
 
-    original = run_state.RunState.end_epoch
-
-    def crash_after_second_epoch(self, record, improved):
-        original(self, record, improved)
-        if int(self.epoch.numpy()) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(run_state.RunState, "end_epoch", crash_after_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_epoch(monkeypatch, 2):
         _train(tmp_path, "b", pairing=pairing, strategy=strategy)  # the phase starts from the layer as built
-    monkeypatch.setattr(run_state.RunState, "end_epoch", original)
     for variable in critic.layer.weights:  # everything must come from the checkpoint
         variable.assign(np.zeros(variable.shape))
     resumed, result = _train(tmp_path, "b", pairing=pairing, strategy=strategy, seed=7, resume=True)

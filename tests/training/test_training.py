@@ -16,7 +16,7 @@ from keras_itl.evaluation import evaluate_model
 from keras_itl.training import TrainConfig, TrainingDiverged, guard_run_options, make_strategy, run_state, train_model
 from keras_itl.training.compiled_step import compiled_steps
 from keras_itl.transfer import InstanceOptions, TransferConfig
-from tests.helpers import bright_quadrant_split
+from tests.helpers import bright_quadrant_split, crash_after_epoch
 
 
 def _model(strategy, seed=0, init=None):
@@ -164,18 +164,9 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, data, initial
     config = RESUMABLE
     strategy = one_replica()
 
-    original = run_state.RunState.end_epoch
-
-    def crash_after_second_epoch(self, record, improved):
-        original(self, record, improved)
-        if int(self.epoch.numpy()) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(run_state.RunState, "end_epoch", crash_after_second_epoch)
     crashed = _model(strategy, init=initial_weights)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_epoch(monkeypatch, 2):
         train_model(crashed, train, val, config, strategy=strategy, run_dir=tmp_path / "b", verbose=False)
-    monkeypatch.setattr(run_state.RunState, "end_epoch", original)
 
     with pytest.raises(UserError, match="--resume"):
         train_model(_model(strategy, init=initial_weights), train, val, config,
