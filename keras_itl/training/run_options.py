@@ -3,7 +3,9 @@
 A run directory records the options its run was started with (``run-options.json``, written by the
 chief before the first checkpoint). Resuming with any option that shapes the data or the
 optimisation changed - a new seed re-splits the data, a new learning rate changes the updates -
-would produce a model no single configuration describes, so it is refused with the option named.
+would produce a model no single configuration describes, so it is refused with the option named. An
+option the record lacks (added to keras-itl after the run started) counts as its default, which is
+what that run ran with.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import os
 from pathlib import Path
 
 from keras_itl.errors import UserError
-from keras_itl.options import flag_of
+from keras_itl.options import OPTIONS, flag_of
 
 OPTIONS_FILE = "run-options.json"
 # Where the data lives does not change what the run computes.
@@ -36,6 +38,12 @@ def _flatten(options: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _default(field: str):
+    """What a run recorded before option ``field`` existed ran with: the option's declared default (else None)."""
+    declaration = OPTIONS.get(field.rsplit(".", 1)[-1])
+    return declaration.default if declaration is not None else None
+
+
 def _has_checkpoints(output_dir: Path) -> bool:
     return any((output_dir / "checkpoints").glob("*/ckpt-*.index"))
 
@@ -53,8 +61,9 @@ def guard_run_options(output_dir: str | os.PathLike, options: dict, *, resume: b
     if resume and path.exists() and _has_checkpoints(output_dir):
         recorded = _flatten(json.loads(path.read_text()))
         for field, value in _flatten(current).items():
-            if recorded.get(field) != value:
-                raise changed_option(str(output_dir), field, value, recorded.get(field))
+            before = recorded.get(field, _default(field))
+            if before != value:
+                raise changed_option(str(output_dir), field, value, before)
         return
     if not resume and chief and _has_checkpoints(output_dir):
         raise UserError(f"{output_dir} already holds a checkpointed run; pass --resume to continue it "

@@ -298,6 +298,7 @@ RUN_OPTION_CHANGES = [
     ({"learning_rate": 0.01}, "--lr"), ({"batch_size": 64}, "--batch-size"), ({"epochs": 20}, "--epochs"),
     ({"max_train_examples": 100}, "--max-train-examples"), ({"method": "instance"}, "--method"),
     ({"instance": InstanceOptions(start="warmup")}, "--instance-start"),
+    ({"target_labels": "5"}, "--target-labels"),
 ]
 
 
@@ -314,6 +315,17 @@ def test_resume_refuses_any_changed_run_option(tmp_path, change, flag):
         guard_run_options(tmp_path, asdict(replace(original, **change)), resume=True)
     assert "\n" not in str(error.value)
     print(error.value)
+
+
+def test_a_run_recorded_before_an_option_existed_resumes_at_its_default_only(tmp_path):
+    original = asdict(TransferConfig(target="digits", source="mnist-5k", method="model"))
+    older = {name: value for name, value in original.items() if name != "target_labels"}
+    guard_run_options(tmp_path, older, resume=False)
+    (tmp_path / "checkpoints" / "head").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "head" / "ckpt-1.index").write_bytes(b"")
+    guard_run_options(tmp_path, original, resume=True)  # the older run read every target label
+    with pytest.raises(UserError, match="--target-labels is 5 but the checkpointed run used all"):
+        guard_run_options(tmp_path, {**original, "target_labels": "5"}, resume=True)
 
 
 def test_a_fresh_run_refuses_a_checkpointed_output(tmp_path):
