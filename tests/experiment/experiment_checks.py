@@ -18,15 +18,18 @@ from keras_itl.presets import PRESETS, Preset
 from keras_itl.selection import parse_policy
 
 TFDS_NAMES = {"cifar10": "cifar10", "cifar100": "cifar100", "svhn": "svhn_cropped", "mnist": "mnist",
-              "digits": "digits"}
+              "digits": "digits", "mnist-5k": "mnist-5k"}
 
 
 def row_labels(preset: Preset) -> list[str]:
-    """The table rows of one arch, in run order: the preset's methods (scratch, model, instance), the
-    instance method one row per policy."""
-    return [label for method in preset.methods
-            for label in ([f"instance[{parse_policy(p).family}]" for p in preset.instance_policies]
-                          if method == "instance" else [method])]
+    """The table rows of one arch, in run order: the preset's methods (scratch, model, instance, ...), the
+    instance method one row per policy, model without target labels the source-only row."""
+    def labels(method: str) -> list[str]:
+        if method == "instance":
+            return [f"instance[{parse_policy(p).family}]" for p in preset.instance_policies]
+        return ["source-only" if method == "model" and preset.target_labels == "none" else method]
+
+    return [label for method in preset.methods for label in labels(method)]
 
 
 def _train_labels(run_dir: Path) -> np.ndarray:
@@ -54,6 +57,7 @@ def check_experiment(preset: Preset, out_dir: Path, export_base: Path, *, weight
         assert recorded["dataset"]["name"] == TFDS_NAMES[preset.target]
         assert recorded["config"]["source"] == preset.source and recorded["config"]["image_size"] == preset.image_size
         assert recorded["config"]["weights"] == weights
+        assert recorded["config"]["target_labels"] == preset.target_labels
         assert recorded["test"]["error_rate"] == pytest.approx(run["test_error"])
     assert len({json.dumps(run["dataset"]["sizes"]) for run in runs.values()}) == 1  # identical splits
 

@@ -25,7 +25,9 @@ def test_dry_run_prints_every_run_of_the_preset(name, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     commands = [shlex.split(line) for line in lines[:-1]]
-    assert len(commands) == len(preset.archs) * 2 * (2 + len(preset.instance_policies))
+    rows = [(method, None) for method in preset.methods if method != "instance"] + \
+        [("instance", p) for p in preset.instance_policies if "instance" in preset.methods]
+    assert len(commands) == len(preset.archs) * 2 * len(rows)
     seen = set()
     for words in commands:
         assert words[:2] == ["keras-itl", "train"]
@@ -35,8 +37,8 @@ def test_dry_run_prints_every_run_of_the_preset(name, tmp_path):
         assert options.get("--label-noise") == (str(preset.label_noise) if preset.label_noise else None)
         assert options.get("--imbalance") == preset.imbalance
         assert options.get("--noise-kind", "symmetric") == preset.noise_kind
+        assert options.get("--target-labels", "all") == preset.target_labels
         seen.add((options["--arch"], options.get("--seed", "0"), options["--method"], options.get("--policy")))
-    rows = [("scratch", None), ("model", None)] + [("instance", p) for p in preset.instance_policies]
     assert seen == {(a, s, m, p) for a in preset.archs for s in ("0", "1") for m, p in rows}
     assert f"{name}/<version>" in lines[-1]
     assert not (tmp_path / "results.md").exists()  # a dry run runs nothing
