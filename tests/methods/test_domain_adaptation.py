@@ -122,3 +122,13 @@ def test_the_domain_shift_presets_run_every_method_and_the_paper_presets_do_not_
     assert PRESETS["digits-mnist-unlabelled"].methods == ("model", "coral", "mmd", "dann")
     assert PRESETS["digits-mnist-unlabelled"].target_labels == "none"
     assert PRESETS["digits"].methods == PRESETS["cifar10"].methods == ("scratch", "model", "instance")
+
+
+@pytest.mark.slow
+def test_n_labels_per_class_leave_the_rest_unlabelled_for_alignment_and_out_of_plain_fine_tuning(tmp_path):
+    few = dict(target_labels="2", head_epochs=0, fine_tune_lr_factor=1.0)
+    aligned = _run(tmp_path, "mmd", method="mmd", **few)
+    assert [record["labelled"] for record in aligned.phases[0].history] == [20]  # 2 of each class, of 60 images
+    assert aligned.fine_tuning["validation"] == "target val"  # the validation split keeps its labels
+    plain = _run(tmp_path, "model", method="model", **few)
+    assert "labelled" not in plain.phases[0].history[0]  # trained on the 20 labelled images alone
