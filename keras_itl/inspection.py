@@ -28,10 +28,13 @@ from keras_itl.influence.store import SOLUTION_FILE
 from keras_itl.selection import parse_policy, select_drops
 from keras_itl.selection.report import describe_selection, write_influence_report
 
+DEFAULT_SOLVER = SolverOptions()  # every field the registry's default
+
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,
                       output_dir: str | os.PathLike, *, scope: str = registry.SCOPE,
-                      solver: SolverOptions = SolverOptions(), policy: str = registry.INSPECT_POLICY, max_drop_fraction: float = registry.MAX_DROP_FRACTION,
+                      solver: SolverOptions = DEFAULT_SOLVER, policy: str = registry.INSPECT_POLICY,
+                      max_drop_fraction: float = registry.MAX_DROP_FRACTION,
                       min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION,
                       batch_size: int = registry.INFLUENCE_BATCH_SIZE,
                       check_loo: int | None = None, decisions: str | os.PathLike | None = None,
