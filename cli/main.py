@@ -133,13 +133,16 @@ def evaluate(model_path, target, seed, val_fraction, data_dir, split, output, ba
 def influence(model_path, target, seed, val_fraction, data_dir, scope, max_drop_fraction, min_class_keep_fraction,
               policy, check_loo, batch_size, output, quiet, decisions, **solver_values) -> None:
     """Score every target training instance by its predicted effect on validation loss, without training."""
+    from keras_itl.influence.solvers import SolverOptions
     from keras_itl.inspection import inspect_influence
+    from keras_itl.options import build
 
     model_dir, target, options = run_dataset_options(model_path, target, seed, val_fraction, data_dir)
     lines = inspect_influence(model_path, target, options, output or model_dir / "influence", scope=scope,
                               policy=policy, max_drop_fraction=max_drop_fraction,
                               min_class_keep_fraction=min_class_keep_fraction, batch_size=batch_size,
-                              check_loo=check_loo, decisions=decisions, verbose=not quiet, **solver_values)
+                              check_loo=check_loo, decisions=decisions, verbose=not quiet,
+                              solver=build(SolverOptions, solver_values))
     for line in lines:
         click.echo(line)
 

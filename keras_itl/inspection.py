@@ -8,6 +8,7 @@ same model and data re-scores without solving.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from keras_itl import registry
@@ -27,20 +28,22 @@ from keras_itl.influence.store import SOLUTION_FILE
 from keras_itl.selection import parse_policy, select_drops
 from keras_itl.selection.report import describe_selection, write_influence_report
 
+DEFAULT_SOLVER = SolverOptions()  # every field the registry's default
+
 
 def inspect_influence(model_path: str | os.PathLike, target: str, dataset_options: dict,
-                      output_dir: str | os.PathLike, *, scope: str = registry.SCOPE, solver: str = registry.SOLVER,
-                      damping: float = registry.DAMPING, damping_retries: int = registry.DAMPING_RETRIES,
-                      policy: str = registry.INSPECT_POLICY, max_drop_fraction: float = registry.MAX_DROP_FRACTION,
+                      output_dir: str | os.PathLike, *, scope: str = registry.SCOPE,
+                      solver: SolverOptions = DEFAULT_SOLVER, policy: str = registry.INSPECT_POLICY,
+                      max_drop_fraction: float = registry.MAX_DROP_FRACTION,
                       min_class_keep_fraction: float = registry.MIN_CLASS_KEEP_FRACTION,
                       batch_size: int = registry.INFLUENCE_BATCH_SIZE,
                       check_loo: int | None = None, decisions: str | os.PathLike | None = None,
-                      verbose: bool = True, **solver_knobs) -> list[str]:
+                      verbose: bool = True) -> list[str]:
     """Score, select and report; optionally check against leave-one-out retraining. Returns summary lines.
 
     ``decisions`` (a decisions.csv, keras_itl.decisions) is applied to the training split first: its dropped
     ids are not scored, its relabels are scored with their new class, and its kept ids are never selected.
-    ``solver_knobs`` are further SolverOptions fields (cg_max_iterations, lissa_scale, ...).
+    ``solver``'s seed (LiSSA's sampling) is the dataset's seed, as in a training run.
     """
     if parse_policy(policy).kind == "auto":
         raise UserError("policy auto refits candidate drop sets; use keras-itl train --method instance for it")
@@ -54,8 +57,7 @@ def inspect_influence(model_path: str | os.PathLike, target: str, dataset_option
     train, val = data.split("train"), data.split("val")
     output_dir = Path(output_dir)
     config = InfluenceConfig(scope=scope, batch_size=batch_size, cache_dir=str(output_dir),
-                             solver=SolverOptions(solver=solver, damping=damping, damping_retries=damping_retries,
-                                                  seed=dataset_options.get("seed", registry.SEED), **solver_knobs))
+                             solver=replace(solver, seed=dataset_options.get("seed", registry.SEED)))
     features = prepare_features(model, train, val, config, verbose=verbose)
     result = compute_influence(model, train, val, config, features=features, solution_path=output_dir / SOLUTION_FILE,
                                verbose=verbose)

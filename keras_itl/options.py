@@ -144,8 +144,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "differences do not decide.", kind="float"),
     Option("auto_min_z", "--auto-min-z", registry.AUTO_MIN_Z, "--policy auto: drop a candidate set only if its "
            "mean per-example win over keeping everything, on the judging validation data (head judge: both "
-           "cross-fitted folds pooled), exceeds this many standard errors; of those, keep the largest set the best "
-           "does not beat by more (0: no such test, the --auto-margin rule).", kind="float"),
+           "cross-fitted folds pooled), exceeds this many standard errors - raised for the number of sets tested, "
+           "so a lucky win among several is as rare as one test at this z (2.53 for four at 2); of those, keep "
+           "the largest set the best does not beat by more (0: no such test, the --auto-margin rule).",
+           kind="float"),
     Option("scope", "--scope", registry.SCOPE, f"Influence parameter scope: {registry.SCOPE_HELP}."),
     Option("max_drop_fraction", "--max-drop-fraction", registry.MAX_DROP_FRACTION, "Never drop more than this "
            "fraction of the training instances.", kind="float"),

@@ -75,7 +75,7 @@ POLICY = "auto"  # train --method instance
 INSPECT_POLICY = "sign"  # keras-itl influence: auto needs refits, which only train runs
 AUTO_JUDGE = "head"
 AUTO_MARGIN = 0.05  # with AUTO_MIN_Z 0: auto keeps the fewest drops within this relative margin of the lowest loss
-AUTO_MIN_Z = 2.0  # auto drops only when its paired win over keeping everything exceeds this many standard errors
+AUTO_MIN_Z = 2.0  # auto drops only on a paired win beyond this many standard errors (raised per set tested)
 SCOPE = "head"
 SOLVER = "cg"
 # Gauss-Newton: positive semi-definite at any weights, so cg is valid on top:K and all, where the exact Hessian of

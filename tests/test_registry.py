@@ -132,16 +132,16 @@ def test_every_declared_option_is_a_train_flag_with_the_python_default_and_names
 def test_the_influence_command_and_workflow_defaults_are_the_registry_defaults():
     command = _cli_main().commands["influence"]
     workflow = inspect.signature(inspect_influence).parameters
-    for name, registry_name in {"scope": "SCOPE", "solver": "SOLVER", "damping": "DAMPING",
-                                "damping_retries": "DAMPING_RETRIES", "policy": "INSPECT_POLICY",
+    for name, registry_name in {"scope": "SCOPE", "policy": "INSPECT_POLICY",
                                 "max_drop_fraction": "MAX_DROP_FRACTION",
                                 "min_class_keep_fraction": "MIN_CLASS_KEEP_FRACTION",
                                 "batch_size": "INFLUENCE_BATCH_SIZE"}.items():
         expected = getattr(registry, registry_name)
         assert _option(command, name).default == expected, f"keras-itl influence --{name}"
         assert workflow[name].default == expected, f"inspect_influence({name}=...)"
-    for name in ("cg_max_iterations", "lissa_scale", "lissa_depth"):
-        assert _option(command, name).default == getattr(registry, name.upper())
+    assert workflow["solver"].default == SolverOptions()  # each of its fields defaults to the registry's
+    for name in ("solver", "damping", "damping_retries", "cg_max_iterations", "lissa_scale", "lissa_depth"):
+        assert _option(command, name).default == getattr(registry, name.upper()) == getattr(SolverOptions(), name)
     assert InfluenceConfig().scope == registry.SCOPE and InfluenceConfig().batch_size == registry.INFLUENCE_BATCH_SIZE
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,8 +58,9 @@ def choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
             margin: float, min_z: float) -> tuple[_Option, float, list[Candidate], list[str]]:
     """The option ``auto`` keeps, its loss, every candidate and notes on the choice.
 
-    With ``min_z`` > 0, only "none" and the drop sets whose paired win over it exceeds ``min_z``
-    standard errors take part; of those the lowest-loss one does not beat by more than ``min_z``
+    With ``min_z`` > 0, only "none" and the drop sets whose paired win over it exceeds the family gate
+    (``family_gate``: ``min_z`` raised for the number of drop sets tested) take part; of those the
+    lowest-loss one does not beat by more than ``min_z``
     standard errors, the one dropping the most wins (once dropping is shown to help, a harmful
     instance kept costs more than a harmless one dropped). With ``min_z`` 0, the fewest drops within
     ``margin`` (relative) of the lowest loss. Ties in drops go to the lower loss, then the earlier option.
@@ -80,7 +82,8 @@ def choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
     wins = [_win_z(measured[0], losses) if min_z > 0 else None for losses in measured]
     candidates = [Candidate(opt.name, [str(ids[i]) for i in opt.dropped], float(losses.mean()), z, len(losses))
                   for opt, losses, z in zip(distinct, measured, wins)]
-    allowed = [k for k, z in enumerate(wins) if k == 0 or z is None or z > min_z]
+    gate = family_gate(min_z, len(measured) - 1)
+    allowed = [k for k, z in enumerate(wins) if k == 0 or z is None or z > gate]
     lowest_k = min(allowed, key=lambda k: candidates[k].val_loss)
     lowest = candidates[lowest_k].val_loss
     if min_z > 0:  # sets the lowest does not beat beyond the noise: the one dropping the most (recall first)
@@ -93,7 +96,7 @@ def choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
     notes = [f"{', '.join(options[k].name for k in group[1:])} gave the same drop set as {options[group[0]].name}; "
              f"measured once as {options[group[0]].name}" for group in groups.values() if len(group) > 1]
     notes += [f"auto refused {c.name}: its val_loss {c.val_loss:.4g} beats keeping everything by only "
-              f"{c.win_z:.2f} standard errors (needs more than {min_z:g})"
+              f"{c.win_z:.2f} standard errors (needs more than {_gate_text(min_z, gate, len(measured) - 1)})"
               for k, c in enumerate(candidates) if k not in allowed and c.val_loss < candidates[0].val_loss]
     if candidates[best].val_loss > lowest:
         within = f"within {min_z:g} standard errors" if min_z > 0 else f"within the margin {margin:g}"
@@ -103,6 +106,28 @@ def choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
         notes.append(f"auto kept every instance: no drop set measured a val_loss lower than keeping everything's "
                      f"{candidates[best].val_loss:.4g} by more than the margin and the noise")
     return winner, candidates[best].val_loss, candidates, notes
+
+
+def family_gate(min_z: float, tests: int) -> float:
+    """The z each of ``tests`` drop sets must exceed so that, when dropping cannot help, the chance that any
+    of them passes by luck is the one-sided chance of a single test passing ``min_z`` (Bonferroni).
+
+    Args:
+        min_z: the threshold one drop set alone would face, in standard errors.
+        tests: how many distinct drop sets are tested against keeping everything.
+
+    Returns:
+        ``min_z`` for one test (or none); higher for more, e.g. 2.53 for ``min_z`` 2 and four tests.
+    """
+    tail = NormalDist().cdf(-min_z)
+    if tests <= 1 or not 0 < tail < 1:
+        return min_z
+    return -NormalDist().inv_cdf(tail / tests)
+
+
+def _gate_text(min_z: float, gate: float, tests: int) -> str:
+    """The gate as a refusal note states it."""
+    return f"{min_z:g}" if gate == min_z else f"{gate:.2f}: {min_z:g} for one of {tests} sets tested at once"
 
 
 def _win_z(kept_all: np.ndarray, dropped: np.ndarray) -> float:

@@ -8,7 +8,9 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
+from keras_itl import registry
 from keras_itl.cli.main import main
+from keras_itl.selection.auto import family_gate
 
 # 12x12 images, batch 32, one source epoch: the source budget of the suite's other digits experiments, so the
 # mnist-5k source is pretrained once per test run (tests/conftest.py's shared cache)
@@ -94,12 +96,13 @@ def test_when_nothing_is_dropped_the_warm_up_is_the_final_model_without_a_refit(
 
 
 def _check_auto_choice(selection):
-    """auto's choice agrees with its candidates: a drop set only on a win over none beyond 2 standard errors,
-    and never fewer drops than the lowest-loss such set (the largest set it does not clearly beat is kept)."""
+    """auto's choice agrees with its candidates: a drop set only on a win over none beyond the default gate for
+    that many sets, and never fewer drops than the lowest-loss such set (the largest it does not clearly beat)."""
     candidates = selection["candidates"]
     assert candidates[0]["name"] == "none" and candidates[0]["win_z"] == 0
     chosen = next(c for c in candidates if c["name"] == selection["chosen"])
-    supported = [c for c in candidates[1:] if c["win_z"] > 2]
+    gate = family_gate(registry.AUTO_MIN_Z, len(candidates) - 1)
+    supported = [c for c in candidates[1:] if c["win_z"] > gate]
     assert chosen is candidates[0] if not supported else chosen in supported
     if supported:
         assert len(chosen["drop_ids"]) >= len(min(supported, key=lambda c: c["val_loss"])["drop_ids"])

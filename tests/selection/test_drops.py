@@ -7,6 +7,7 @@ import pytest
 
 from keras_itl.errors import UserError
 from keras_itl.selection import Fold, Policy, parse_policy, policy_help, select_drops
+from keras_itl.selection.auto import family_gate
 
 # no caps or floors, and auto by the lowest measured loss alone (no margin, no paired test): the bare rules
 LOOSE = dict(max_drop_fraction=0.99, min_class_keep_fraction=0.0, min_per_class=0, auto_margin=0.0, auto_min_z=0.0)
@@ -413,7 +414,8 @@ def test_auto_min_z_refuses_wins_within_the_noise():
     assert z["fraction:0.2"] == pytest.approx(0.45 / (np.std([0.5, 0.4, 0.5, 0.4], ddof=1) / 2))
     assert tested.candidates[1].val_loss == pytest.approx(0.45)  # still measured and reported
     assert any(note.startswith("auto refused sign: its val_loss 0.45 beats keeping everything by only 1.22 "
-                               "standard errors (needs more than 2)") for note in tested.notes)
+                               "standard errors (needs more than 2.53: 2 for one of 4 sets tested at once)")
+               for note in tested.notes)
     assert any(note.startswith("auto refused fraction:0.1") for note in tested.notes)
 
 
@@ -424,8 +426,8 @@ def test_auto_min_z_keeps_everything_when_no_win_is_clear():
     assert result.chosen == "none"
     assert result.drop_ids == []
     assert any("kept every instance" in note for note in result.notes)
-    lenient = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=0.5)
-    assert lenient.chosen == "sign"  # z 1.0 > 0.5 everywhere: back to the lowest mean loss
+    lenient = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_min_z=0.05)
+    assert lenient.chosen == "sign"  # its z 1.22 passes 0.05's gate for four sets (1.17): the lowest mean loss
 
 
 def test_auto_min_z_win_without_spread():
@@ -450,6 +452,27 @@ def test_auto_min_z_keeps_the_most_drops_among_sets_the_best_does_not_clearly_be
             in result.notes)
     margin_rule = select(delta, policy="auto", measure=per_example(table), max_drop_fraction=0.5, auto_margin=0.05)
     assert margin_rule.chosen == "fraction:0.1"  # min_z 0: the fewest drops within 5% of the lowest
+
+
+def test_auto_gate_rises_with_the_number_of_drop_sets_tested():
+    assert family_gate(2.0, 1) == 2.0 and family_gate(2.0, 0) == 2.0
+    assert family_gate(2.0, 4) == pytest.approx(2.531, abs=1e-3)  # P(Z > 2) / 4 = 0.00569
+    assert family_gate(2.0, 2) < family_gate(2.0, 3) < family_gate(2.0, 4)
+    assert family_gate(0.0, 4) > 0 and family_gate(40.0, 4) == 40.0  # a tail too small for floats: as given
+    delta = -np.linspace(2.0, 1.0, 100)
+    win = [0.2, 0.7, 0.2, 0.7, 0.2, 0.7, 0.2, 0.7]  # differences 0.8 / 0.3: z = 0.55 / (0.267 / sqrt 8) = 5.8
+    spread = [0.2, 1.2, 0.2, 1.2, 0.2, 1.2, 0.2, 0.7]  # differences 0.8 / -0.2 (0.3 once): z 2.07
+    alone = select(delta, policy="auto", measure=per_example({0: [1.0] * 8, 5: spread}), max_drop_fraction=0.05,
+                   auto_min_z=2.0)  # only fraction:0.05's 5 drops are a set: one test at 2
+    assert alone.chosen != "none" and len(alone.drop_ids) == 5
+    among = select(delta, policy="auto", measure=per_example({0: [1.0] * 8, 5: spread, 10: [1.0] * 8,
+                                                              20: [1.0] * 8, 50: [1.0] * 8}),
+                   max_drop_fraction=0.5, auto_min_z=2.0)  # the same win among four sets: the gate is 2.53
+    assert among.chosen == "none"
+    clear = select(delta, policy="auto", measure=per_example({0: [1.0] * 8, 5: win, 10: [1.0] * 8,
+                                                              20: [1.0] * 8, 50: [1.0] * 8}),
+                   max_drop_fraction=0.5, auto_min_z=2.0)
+    assert clear.chosen == "fraction:0.05"
 
 
 @pytest.mark.parametrize("measure, message", [
@@ -483,10 +506,11 @@ def test_cross_fitted_auto_pools_the_folds_evidence_and_drops_from_the_main_rank
     main = np.r_[-np.arange(4, 0, -1), np.ones(16)]  # the main ranking's harmful: x000-x003
     fold_a = np.r_[np.ones(4), -np.ones(4), np.ones(12)]  # each fold ranks other instances harmful
     fold_b = np.r_[np.ones(8), -np.ones(4), np.ones(8)]
-    single = select(main, policy="auto", auto_min_z=2.0, measure=fold_measure(SPREAD_WIN))
+    # three distinct drop sets (1, 2 and 4 drops) are tested: min_z 1.5 becomes a gate of 2.01
+    single = select(main, policy="auto", auto_min_z=1.5, measure=fold_measure(SPREAD_WIN))
     assert single.chosen == "none" and single.drop_ids == []  # one fold's 6 examples: z 1.57, refused
     folds = [Fold(fold_a, fold_measure(SPREAD_WIN)), Fold(fold_b, fold_measure(SPREAD_WIN))]
-    pooled = select(main, policy="auto", auto_min_z=2.0, cross_fit=folds)
+    pooled = select(main, policy="auto", auto_min_z=1.5, cross_fit=folds)
     assert pooled.chosen == "sign" and pooled.drop_ids == ids_for(4)
     sign = next(c for c in pooled.candidates if c.name == "sign")
     assert sign.examples == 12 and sign.win_z == pytest.approx(0.7 / (np.std([1.7, -0.3] * 6, ddof=1) / math.sqrt(12)))
