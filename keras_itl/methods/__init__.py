@@ -8,9 +8,10 @@ fine-tuning), and the domain-adaptation methods ``coral``, ``mmd`` (mapping-base
 registry, so adding a method is adding a file here; an unknown name is an error.
 
 A method gets the model built for it (from the source's backbone when ``uses_source``, else random)
-and the target data, trains the model in place through ``keras_itl.training.train_model`` (whose
-``loss_term`` hook adds a term to the training loss, e.g. a domain-alignment penalty), and returns
-what it trained and what it wants recorded. Method modules keep TensorFlow imports inside ``fit``:
+and the target data as ``--target-labels`` lets it see them, trains the model in place through
+``keras_itl.training.train_model`` (whose ``loss_term`` hook adds a term to the training loss, and whose
+``pairing`` draws another split's batches beside the target's with a term on both, as the
+domain-adaptation methods do), and returns what it trained and what it wants recorded. Method modules keep TensorFlow imports inside ``fit``:
 the CLI lists the methods while it declares its options.
 """
 from __future__ import annotations

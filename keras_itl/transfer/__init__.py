@@ -11,9 +11,15 @@
   fine-tuning again - from the source weights by default - on the kept instances with the same
   budget. Each decision uses its own part of the validation split (keras_itl.selection.validation_parts).
 
-By stage: ``config`` (TransferConfig, InstanceOptions), ``fine_tuning`` (the model before target
-training, and scratch / model-based training), ``instance_method`` (warm-up -> score -> select ->
-refit) and ``run`` (one run end to end, writing the run directory).
+- ``coral``, ``mmd``, ``dann`` (domain adaptation): the model-based fine-tuning with a batch of the
+  labelled source beside every target batch, adding the source's cross-entropy and a weighted
+  distance between the two batches' features (``alignment``, ``domain_adaptation``).
+
+By stage: ``config`` (TransferConfig, InstanceOptions), ``target_labels`` (what ``--target-labels``
+lets a method see), ``fine_tuning`` (the model before target training, and scratch / model-based
+training), ``instance_method`` (warm-up -> score -> select -> refit), ``alignment`` and
+``domain_adaptation`` (the domain-adaptation terms and fit) and ``run`` (one run end to end, writing
+the run directory).
 """
 from keras_itl.transfer.config import RANDOM_WEIGHTS, InstanceOptions, TransferConfig
 from keras_itl.transfer.fine_tuning import (
