@@ -11,8 +11,8 @@ A method gets the model built for it (from the source's backbone when ``uses_sou
 and the target data as ``--target-labels`` lets it see them, trains the model in place through
 ``keras_itl.training.train_model`` (whose ``loss_term`` hook adds a term to the training loss, and whose
 ``pairing`` draws another split's batches beside the target's with a term on both, as the
-domain-adaptation methods do), and returns what it trained and what it wants recorded. Method modules keep TensorFlow imports inside ``fit``:
-the CLI lists the methods while it declares its options.
+domain-adaptation methods do), and returns what it trained and what it wants recorded. Method modules
+keep TensorFlow imports inside ``fit``: the CLI lists the methods while it declares its options.
 """
 from __future__ import annotations
 
