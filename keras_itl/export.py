@@ -112,8 +112,10 @@ class _ServingModule(tf.Module):
     def _predict_encoded(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         height, width, channels = self.image_shape
         with tf.control_dependencies([self._pixel_check(_header_pixels(image_bytes))]):
-            images = tf.map_fn(self._decode, image_bytes,
-                               fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+            rgb = tf.map_fn(self._decode, image_bytes,
+                            fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32))
+        # The colour conversion runs once on the batch, not per image in the loop (a third of its time).
+        images = rgb if channels == 3 else tf.image.rgb_to_grayscale(rgb)
         return self.serve_images(images)  # a call of the traced images signature: the network is traced once
 
     def _pixel_check(self, pixels: tf.Tensor) -> tf.Operation:
@@ -123,19 +125,14 @@ class _ServingModule(tf.Module):
             message=f"image has more than {self.max_decoded_pixels} pixels, the limit of this model's serving_bytes")
 
     def _decode(self, encoded: tf.Tensor) -> tf.Tensor:
-        """One encoded image as float32 pixels of the model's size and channel count (alpha dropped)."""
-        height, width, channels = self.image_shape
+        """One encoded image as float32 RGB pixels of the model's size (gray tiled, alpha dropped by the decoder)."""
+        height, width, _ = self.image_shape
         jpeg_pixels = tf.cond(tf.equal(tf.strings.substr(encoded, 0, 2), b"\xff\xd8"),
                               lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
                               lambda: tf.constant(0, tf.int64))
         with tf.control_dependencies([self._pixel_check(jpeg_pixels)]):
-            image = tf.io.decode_image(encoded, expand_animations=False, dtype=tf.uint8)
-        colour = tf.shape(image)[-1] >= 3
-        image = image[..., : tf.where(colour, 3, 1)]
-        rgb = tf.cond(colour, lambda: image, lambda: tf.image.grayscale_to_rgb(image))
-        rgb = tf.cast(tf.ensure_shape(rgb, [None, None, 3]), tf.float32)
-        converted = rgb if channels == 3 else tf.image.rgb_to_grayscale(rgb)
-        return tf.image.resize(converted, (height, width), method="bilinear")
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+        return tf.image.resize(tf.cast(image, tf.float32), (height, width), method="bilinear")
 
 
 def _header_int(padded: tf.Tensor, offset: int, size: int, little_endian: bool) -> tf.Tensor:

@@ -66,8 +66,9 @@ def test_bodies_that_resemble_the_fast_path_still_parse_as_json_does(body):
 
 def test_the_candidate_array_is_found_only_once():
     assert find_tensor_array(b'{"instances": [1], "inputs": [2]}') is None
-    key, start, end = find_tensor_array(b'{"inputs" :\n[[1, 2]] }')
-    assert key == "inputs" and b'{"inputs" :\n[[1, 2]] }'[start:end] == b"[[1, 2]]"
+    found = find_tensor_array(b'{"inputs" :\n[[1, 2]] }')
+    assert found.key == "inputs" and b'{"inputs" :\n[[1, 2]] }'[found.start:found.end] == b"[[1, 2]]"
+    assert len(found.classes) == len(b"[[1, 2]]")
 
 
 def test_the_fast_path_is_taken_for_float_arrays_only():
