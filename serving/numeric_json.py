@@ -65,15 +65,18 @@ def find_tensor_array(body: bytes) -> Candidate | None:
     it by parsing the body with the array cut out and checking that the key now holds the placeholder.
     Its byte classes, found on the way, are kept for ``parse_number_array``.
     """
-    matches = list(_TENSOR_KEY.finditer(body))
-    if len(matches) != 1:
+    match = _TENSOR_KEY.search(body)
+    if match is None:
         return None
-    start = matches[0].end() - 1
+    start = match.end() - 1
     classes = _classes(body[start:])
     other = classes == _OTHER
     limit = start + (int(np.argmax(other)) if other.any() else len(other))
     end = body.rfind(b"]", start, limit) + 1
-    return Candidate(matches[0][1].decode(), start, end, classes[:end - start]) if end > start else None
+    # A second key can only follow the array (its text has no quotes), so the array is not searched again.
+    if end <= start or _TENSOR_KEY.search(body, end):
+        return None
+    return Candidate(match[1].decode(), start, end, classes[:end - start])
 
 
 def _token_count(numeric: np.ndarray) -> int:
@@ -110,7 +113,9 @@ def _shape(structure: bytes) -> tuple[int, ...] | None:
         return None
     sizes, unit = [], 0
     for depth in range(rank, 0, -1):  # innermost first; the first list at a depth starts at byte depth-1
-        close = structure.find(b"]" * (rank - depth + 1))  # its last "]" ends that run
+        # Its last "]" ends that run; the outermost list is the whole text (searching for its run of
+        # brackets would scan all of it; the comparison below checks that it is there).
+        close = structure.find(b"]" * (rank - depth + 1)) if depth > 1 else len(structure) - rank
         if close < 0:
             return None
         length = close + (rank - depth) - (depth - 1) + 1
