@@ -29,10 +29,17 @@ def prepare_before_tensorflow() -> None:
 
 
 def split_cpu() -> str | None:
-    """Make two logical CPU devices; the big lane's device, or None when TensorFlow already runs (one device)."""
+    """Make two logical CPU devices; the big lane's device, or None to leave the devices as they are.
+
+    Left as they are when TensorFlow already runs (its devices are made once) or when it has an
+    accelerator (a GPU, where model calls run anyway, and which the big lane must not leave for a CPU).
+    """
     import tensorflow as tf
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
+    devices = tf.config.list_physical_devices()
+    if any(device.device_type != "CPU" for device in devices):
+        return None
+    cpu = next(device for device in devices if device.device_type == "CPU")
     try:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     except RuntimeError:  # the runtime was initialized before the server started: keep its one device
