@@ -75,8 +75,10 @@ def serve(model_base_path, model_name, model_config_file, rest_port, grpc_port, 
     batching = load_batching_parameters(batching_parameters_file) if enable_batching else None
     metrics = metrics_path(monitoring_config_file)
 
+    from keras_itl.serving.cpu_lanes import prepare_before_tensorflow
     from keras_itl.serving.tensorflow_import import import_tensorflow_without_keras
 
+    prepare_before_tensorflow()
     import_tensorflow_without_keras()
     from keras_itl.serving.model_manager import LoadRetries
     from keras_itl.serving.rest import RestLimits

@@ -39,9 +39,11 @@ FAST_PATH_BYTES = 2 * 1024
 
 @dataclass(frozen=True)
 class RawArray:
-    """A request tensor kept as the text of a JSON array of numbers, read once its dtype is known."""
+    """A request tensor kept as the text of a JSON array of numbers (and its byte classes), read once its
+    dtype is known."""
 
     text: bytes
+    classes: np.ndarray
 
 
 def _max_depth(body: bytes) -> int:
@@ -76,13 +78,13 @@ def _parse_request(body: bytes) -> Any:
     """
     found = find_tensor_array(body) if len(body) >= FAST_PATH_BYTES else None
     if found is not None:
-        key, start, end = found
+        key = found.key
         try:
-            request = orjson.loads(body[:start] + _PLACEHOLDER + body[end:])
+            request = orjson.loads(body[:found.start] + _PLACEHOLDER + body[found.end:])
         except orjson.JSONDecodeError:
             request = None
         if isinstance(request, dict) and type(request.get(key)) is int and request[key] == 0:
-            request[key] = RawArray(body[start:end])
+            request[key] = RawArray(body[found.start:found.end], found.classes)
             return request
     return loads(body)
 
@@ -210,7 +212,7 @@ def decode_inputs(body: PredictBody, signature: Signature) -> dict[str, np.ndarr
     if isinstance(body.payload, RawArray):
         dtype = signature.inputs[names[0]].dtype
         if len(names) == 1 and dtype.as_numpy_dtype in _NUMPY_FLOATS:  # the array is the whole tensor
-            array = parse_number_array(body.payload.text, dtype.as_numpy_dtype)
+            array = parse_number_array(body.payload.text, dtype.as_numpy_dtype, body.payload.classes)
             if array is not None:
                 return {names[0]: array}
         body = PredictBody(body.signature_name, body.format, loads(body.payload.text))

@@ -6,7 +6,8 @@ configured, Prometheus metrics; every other path is a 404.
 The event loop only moves bytes: decoding, inference and encoding of a prediction run in thread pools,
 so slow requests neither block other REST requests nor the gRPC server. Bodies over ``BIG_BODY_BYTES``
 go to a lane of their own (one at a time, at most ``MAX_QUEUED_BIG`` waiting, more get a 503), so a
-few huge requests cannot occupy every worker while small requests wait. Bodies are limited in size
+few huge requests cannot occupy every worker while small requests wait; its model calls run on a CPU
+device with a TensorFlow thread pool of its own (``cpu_lanes``). Bodies are limited in size
 (413) and in the time their upload may take (408).
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from keras_itl.serving.api_messages import (
     signature_def_map,
     to_json_dict,
 )
+from keras_itl.serving.cpu_lanes import on_device
 from keras_itl.serving.errors import InvalidArgument, ServingError, Unavailable
 from keras_itl.serving.http_server import json_error, json_response
 from keras_itl.serving.metrics import CONTENT_TYPE, exposition, record_request
@@ -90,7 +92,7 @@ class RestApi:
     """Request handlers bound to a model manager and the thread pools that run predictions."""
 
     def __init__(self, manager: ModelManager, executor: Executor, big_executor: Executor, limits: RestLimits,
-                 predict: Predict = run_prediction, metrics_path: str | None = None):
+                 predict: Predict = run_prediction, metrics_path: str | None = None, big_device: str | None = None):
         self._manager = manager
         self._run_model = predict
         self._v2 = open_inference.OpenInferenceApi(manager, predict)
@@ -98,6 +100,7 @@ class RestApi:
         self._executor = executor
         self._big_executor = big_executor
         self._limits = limits
+        self._big_device = big_device
         self._big_lock = threading.Lock()
         self._big_pending = 0
 
@@ -188,10 +191,14 @@ class RestApi:
                                   f"bodies larger than {BIG_BODY_BYTES} bytes at a time)")
             self._big_pending += 1
         try:
-            return await loop.run_in_executor(self._big_executor, work, body)
+            return await loop.run_in_executor(self._big_executor, self._on_big_device, work, body)
         finally:
             with self._big_lock:
                 self._big_pending -= 1
+
+    def _on_big_device(self, work: Callable[[bytes], web.Response], body: bytes) -> web.Response:
+        with on_device(self._big_device):  # its own TensorFlow thread pool (see cpu_lanes)
+            return work(body)
 
     def _metadata(self, name: str, version: int | None, label: str | None) -> dict:
         loaded = self._manager.resolve(name, version, label)

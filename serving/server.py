@@ -20,12 +20,13 @@ from aiohttp import web
 from keras_itl.errors import UserError
 from keras_itl.serving.batching import Batcher
 from keras_itl.serving.batching_parameters import BatchingOptions
+from keras_itl.serving.cpu_lanes import split_cpu
 from keras_itl.serving.grpc_service import make_grpc_server
 from keras_itl.serving.http_server import HttpServer
 from keras_itl.serving.model_config import ModelConfig
 from keras_itl.serving.model_manager import LoadRetries, ModelManager
 from keras_itl.serving.prediction import run_prediction
-from keras_itl.serving.rest import RestApi, RestLimits
+from keras_itl.serving.rest import BIG_BODY_BYTES, RestApi, RestLimits
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _exit_by(seconds: float) -> None:
     timer.start()
 
 
-async def _serve(manager: ModelManager, options: ServerOptions) -> None:
+async def _serve(manager: ModelManager, options: ServerOptions, big_device: str | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -80,7 +81,7 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
     predict = batcher.predict if batcher else run_prediction
     grpc_server = make_grpc_server(manager, host_port(options.host, options.grpc_port), options.workers,
                                    options.grpc_max_message_bytes, predict)
-    api = RestApi(manager, executor, big_executor, options.rest_limits, predict, options.metrics_path)
+    api = RestApi(manager, executor, big_executor, options.rest_limits, predict, options.metrics_path, big_device)
     # No per-request access log: like TF Serving, log model events, not traffic.
     http = HttpServer(api.handle, options.rest_limits.header_timeout, access_log=None,
                       keepalive_timeout=KEEPALIVE_SECONDS, lingering_time=LINGER_SECONDS)
@@ -106,10 +107,14 @@ async def _serve(manager: ModelManager, options: ServerOptions) -> None:
 
 def run_server(models: list[ModelConfig], options: ServerOptions) -> None:
     """Serve ``models`` until SIGTERM/SIGINT; raises UserError when a port cannot be bound."""
+    big_device = split_cpu()  # before the models load: TensorFlow's devices are made once
+    if big_device:
+        log.info("bodies over %d bytes run their model calls on %s, with a TensorFlow thread pool of its own",
+                 BIG_BODY_BYTES, big_device)
     manager = ModelManager(models, poll_seconds=options.poll_seconds, retries=options.load_retries)
     manager.start()
     try:
-        asyncio.run(_serve(manager, options))
+        asyncio.run(_serve(manager, options, big_device))
     except OSError as error:
         raise UserError(f"cannot start the server: {error}") from None
     finally:

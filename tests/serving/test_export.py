@@ -145,6 +145,20 @@ def test_serving_bytes_decodes_and_resizes_like_the_float_path(toy, exported):
     np.testing.assert_allclose(outputs["probabilities"].numpy(), model.predict(resized, verbose=0), atol=1e-5)
 
 
+def test_pngs_of_the_models_size_decode_as_in_any_other_batch(toy, exported):
+    """A batch of PNGs of the model's size skips the per-image JPEG check and resize; one larger image in
+    the batch takes every image through them, with the same answers."""
+    _, images = toy
+    serve_bytes = exported[1].signatures["serving_bytes"]
+    rgba = np.concatenate([images, np.repeat(images, 2, axis=-1), np.full_like(images, 255.0)], axis=-1)
+    pngs = [_png(image) for image in images] + [_png(image) for image in rgba]
+    alone = serve_bytes(image_bytes=tf.constant(pngs))["probabilities"].numpy()
+    larger = _png(np.repeat(np.repeat(images[0], 2, axis=0), 2, axis=1))
+    mixed = serve_bytes(image_bytes=tf.constant([*pngs, larger]))["probabilities"].numpy()
+    np.testing.assert_allclose(mixed[:-1], alone, atol=1e-6)
+    np.testing.assert_allclose(alone[:len(images)], alone[len(images):], atol=1e-6)  # RGBA of gray pixels: gray
+
+
 def test_serving_bytes_converts_gray_and_colour_images(toy, exported, tmp_path):
     gray_model, gray_images = toy
     rgb_images = np.random.default_rng(3).integers(0, 256, (4, SIZE, SIZE, 3)).astype("float32")

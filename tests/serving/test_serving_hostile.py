@@ -229,6 +229,18 @@ def test_oversized_bodies_get_413_without_being_read(server):
     assert status == 413 and "too large" in json.loads(body)["error"]
 
 
+def test_big_bodies_are_answered_like_small_ones(server):
+    """A body over 1 MiB runs in the big-body lane, whose model calls use a CPU device of their own."""
+    values = np.arange(150_000, dtype=np.float32).reshape(-1, 1) / 8
+    body = json.dumps({"instances": values.tolist()}).encode()
+    assert len(body) > 1024 * 1024
+    status, raw = request(url(server, "hpt:predict"), body)
+    assert status == 200, raw[:300]
+    np.testing.assert_array_equal(np.asarray(json.loads(raw)["predictions"], np.float32), values * 0.5 + 2)
+    assert_still_correct(server)
+    assert "model calls on /CPU:1" in server.log()
+
+
 # -- gRPC ------------------------------------------------------------------------------------------
 def grpc_predict(server: Server, inputs: dict[str, tensor_pb2.TensorProto], model: str = "hpt", timeout: float = 30):
     request_proto = predict_pb2.PredictRequest()

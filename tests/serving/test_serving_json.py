@@ -39,6 +39,11 @@ def test_fast_path_equals_a_full_parse(seed):
             np.testing.assert_array_equal(fast.view(np.uint8), np.asarray(json.loads(text), dtype).view(np.uint8))
 
 
+def test_integer_literals_of_every_size_read_as_a_full_parse_reads_them():
+    text = b"[[1, -2, 9007199254740993, -9223372036854775808, 18446744073709551615]]"
+    np.testing.assert_array_equal(parse_number_array(text, np.float64), np.asarray(json.loads(text), np.float64))
+
+
 @pytest.mark.parametrize("text", [b"[1,2,[3]]", b"[[1,2],[3]]", b"[]", b"[[]]", b"[1 2]", b"[+1]", b"[1.2.3]", b"[.5]",
                                   b"[1,]", b"[NaN]", b"[1e400]", b"[1-2]", b'["1"]', b"[true]", b"[[1],2]", b"[1e]",
                                   b"[[1,2]5,[3,4]]", b"[[1,2],5[3,4]]", b"[[1,2] 5,[3,4]]", b"[[1,2],[3 4,5]]"])
@@ -66,8 +71,9 @@ def test_bodies_that_resemble_the_fast_path_still_parse_as_json_does(body):
 
 def test_the_candidate_array_is_found_only_once():
     assert find_tensor_array(b'{"instances": [1], "inputs": [2]}') is None
-    key, start, end = find_tensor_array(b'{"inputs" :\n[[1, 2]] }')
-    assert key == "inputs" and b'{"inputs" :\n[[1, 2]] }'[start:end] == b"[[1, 2]]"
+    found = find_tensor_array(b'{"inputs" :\n[[1, 2]] }')
+    assert found.key == "inputs" and b'{"inputs" :\n[[1, 2]] }'[found.start:found.end] == b"[[1, 2]]"
+    assert len(found.classes) == len(b"[[1, 2]]")
 
 
 def test_the_fast_path_is_taken_for_float_arrays_only():
