@@ -60,10 +60,10 @@ def choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
 
     With ``min_z`` > 0, only "none" and the drop sets whose paired win over it exceeds the family gate
     (``family_gate``: ``min_z`` raised for the number of drop sets tested) take part; of those the
-    lowest-loss one does not beat by more than ``min_z``
-    standard errors, the one dropping the most wins (once dropping is shown to help, a harmful
-    instance kept costs more than a harmless one dropped). With ``min_z`` 0, the fewest drops within
-    ``margin`` (relative) of the lowest loss. Ties in drops go to the lower loss, then the earlier option.
+    lowest-loss one does not beat by more than ``min_z`` standard errors, the one dropping the most wins
+    (once dropping is shown to help, a harmful instance kept costs more than a harmless one dropped).
+    With ``min_z`` 0, the fewest drops within ``margin`` (relative) of the lowest loss. Ties in drops go
+    to the lower loss, then the earlier option.
 
     ``measure(k)`` gives option k's losses and ``key(k)`` what makes two options the same measurement
     (their drop sets). Each distinct one is measured once, under the name of the first option that
@@ -82,7 +82,8 @@ def choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
     wins = [_win_z(measured[0], losses) if min_z > 0 else None for losses in measured]
     candidates = [Candidate(opt.name, [str(ids[i]) for i in opt.dropped], float(losses.mean()), z, len(losses))
                   for opt, losses, z in zip(distinct, measured, wins)]
-    gate = family_gate(min_z, len(measured) - 1)
+    tests = len(measured) - 1  # distinct drop sets, each tested against keeping everything
+    gate = family_gate(min_z, tests)
     allowed = [k for k, z in enumerate(wins) if k == 0 or z is None or z > gate]
     lowest_k = min(allowed, key=lambda k: candidates[k].val_loss)
     lowest = candidates[lowest_k].val_loss
@@ -96,7 +97,7 @@ def choose(options: list[_Option], ids: np.ndarray, key: Callable[[int], tuple],
     notes = [f"{', '.join(options[k].name for k in group[1:])} gave the same drop set as {options[group[0]].name}; "
              f"measured once as {options[group[0]].name}" for group in groups.values() if len(group) > 1]
     notes += [f"auto refused {c.name}: its val_loss {c.val_loss:.4g} beats keeping everything by only "
-              f"{c.win_z:.2f} standard errors (needs more than {_gate_text(min_z, gate, len(measured) - 1)})"
+              f"{c.win_z:.2f} standard errors (needs more than {_gate_text(min_z, gate, tests)})"
               for k, c in enumerate(candidates) if k not in allowed and c.val_loss < candidates[0].val_loss]
     if candidates[best].val_loss > lowest:
         within = f"within {min_z:g} standard errors" if min_z > 0 else f"within the margin {margin:g}"
