@@ -6,7 +6,7 @@
 3. ``select``: the instances to drop under the policy, caps and per-class floors (``auto`` judges
    candidate drop sets by head-only or full refits);
 4. ``refit``: the model-based fine-tuning again - from the source weights by default - on the kept
-   instances with the same budget.
+   instances with the same budget in optimizer steps (``steps_budget``).
 
 The validation split is divided so no data judges a choice it made: the warm-up and influence use
 the ``influence`` part, candidate judging and the final refit the ``selection`` part, and the
@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras_itl import registry
 from keras_itl.datasets import TargetDataset
 from keras_itl.decisions import pinned_ids
+from keras_itl.errors import UserError
 from keras_itl.evaluation import predict_probabilities
 from keras_itl.influence import WorkerShard
 from keras_itl.selection import Fold, SelectionResult, parse_policy, select_drops
@@ -52,6 +53,7 @@ class InstanceMethod:
         self.refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
         self.lr_factor: LrFactorChoice | None = None  # the warm-up's, once it has run
         self.warm_up_weights: list | None = None
+        self.final_budget: dict | None = None  # the final refit's epochs, once it has run
 
     def warm_up(self) -> list[TrainResult]:
         """Model-based fine-tuning on every training instance, validated on the influence and selection parts.
@@ -122,6 +124,9 @@ class InstanceMethod:
             return []
         if self.options.refit_epochs is not None or keep.tobytes() not in self.refits:
             self._fit_without_dropped(keep, self.fit_config, "final")
+        budget = steps_budget(self.fit_config, len(keep), int(keep.sum()))
+        self.final_budget = {"epochs": budget.epochs, "head_epochs": budget.head_epochs, "kept": int(keep.sum()),
+                             "of": len(keep)}
         weights, history = self.refits[keep.tobytes()]
         self.model.set_weights(weights)
         return history
@@ -131,6 +136,7 @@ class InstanceMethod:
         report = {**selection_report(ranked, selection, self.parts, self.model, self.data.info.flipped_ids,
                                      self.options.judge),
                   "refit_epochs": self.refit_config.epochs,
+                  "final_refit_budget": self.final_budget,
                   "final_model": "warm-up" if self._warm_up_is_final(dropped=bool(selection.drop_ids)) else "refit",
                   "fine_tune_lr_factor": self.lr_factor.to_dict() if self.lr_factor else None}
         files = (write_selection_files(ranked, selection, report, self.data.info.class_names, self.run_dir)
@@ -147,6 +153,11 @@ class InstanceMethod:
         The refits train the warm-up's model object itself (its weights are not needed after scoring), so
         they reuse its traced training and evaluation steps instead of tracing a copy's."""
         self.model.set_weights(self.start_weights)
+        budget = steps_budget(budget, len(keep), int(keep.sum()))
+        if self.verbose:
+            print(f"refit ({name}): {budget.head_epochs} head + {budget.epochs} fine-tuning epochs on "
+                  f"{int(keep.sum())} of {len(keep)} instances - as many optimizer steps as on all of them",
+                  flush=True)
         fit = fit_target(self.model, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
                          strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
                          verbose=self.verbose)
@@ -165,6 +176,21 @@ class InstanceMethod:
             print(f"selection: {self.options.judge} refit without {int((~keep).sum())} instances - "
                   f"{part}-part val_loss {losses.mean():.4f}", flush=True)
         return losses
+
+
+def steps_budget(budget: TransferConfig, total: int, kept: int) -> TransferConfig:
+    """``budget`` (epochs over ``total`` instances) for a fit on ``kept`` of them with as many optimizer steps.
+
+    A refit on fewer instances at the same epochs would take fewer steps than the warm-up and the
+    ``model`` method it is compared with - its learning-rate schedule would end before the model had
+    learnt as much - so a drop would be judged together with a shorter training. Its head and
+    fine-tuning epochs are scaled by ``total / kept`` (rounded) instead.
+    """
+    if not 0 < kept <= total:
+        raise UserError(f"a refit needs between 1 and {total} kept instances, got {kept}")
+    scale = total / kept
+    return replace(budget, epochs=max(1, round(budget.epochs * scale)),
+                   head_epochs=round(budget.head_epochs * scale))
 
 
 def run_instance_method(model: keras.Model, data: TargetDataset, config: TransferConfig, *,

@@ -80,6 +80,12 @@ def test_instance_method_runs_end_to_end_and_its_reports_agree_with_the_csv(tmp_
     assert summary["final_model"] == ("refit" if selection["drop_ids"] else "warm-up")
     refit = ["head", "finetune"] if selection["drop_ids"] else []
     assert phases == ["warmup-head", "warmup-finetune-lr0.1", "warmup-finetune-lr1", *refit]
+    if selection["drop_ids"]:  # the refit took as many optimizer steps as the warm-up: epochs scaled by 120/kept
+        kept = 120 - len(selection["drop_ids"])
+        epochs = {phase["name"]: len(phase["history"]) for phase in run["phases"]}
+        assert summary["final_refit_budget"] == {"epochs": epochs["finetune"], "head_epochs": epochs["head"],
+                                                 "kept": kept, "of": 120}
+        assert epochs["finetune"] == round(2 * 120 / kept) and epochs["head"] == round(120 / kept)
 
 
 @pytest.mark.slow
