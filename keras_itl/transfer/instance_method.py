@@ -156,8 +156,8 @@ class InstanceMethod:
         budget = steps_budget(budget, len(keep), int(keep.sum()))
         if self.verbose:
             print(f"refit ({name}): {budget.head_epochs} head + {budget.epochs} fine-tuning epochs on "
-                  f"{int(keep.sum())} of {len(keep)} instances - as many optimizer steps as on all of them",
-                  flush=True)
+                  f"{int(keep.sum())} of {len(keep)} instances (epochs scaled by {len(keep)}/{int(keep.sum())}: "
+                  "about the warm-up's optimizer steps)", flush=True)
         fit = fit_target(self.model, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
                          strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
                          verbose=self.verbose)
