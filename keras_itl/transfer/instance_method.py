@@ -50,7 +50,7 @@ class InstanceMethod:
         self.parts = split_validation(data.split("val"), data.info.num_classes, config.seed)
         self.source_weights = model.get_weights()
         self.start_weights: list | None = None
-        self.refits: dict[bytes, tuple[list, list[TrainResult]]] = {}
+        self.refits: dict[bytes, tuple[list, list[TrainResult], TransferConfig]] = {}  # weights, phases, budget
         self.lr_factor: LrFactorChoice | None = None  # the warm-up's, once it has run
         self.warm_up_weights: list | None = None
         self.final_budget: dict | None = None  # the final refit's epochs, once it has run
@@ -124,10 +124,9 @@ class InstanceMethod:
             return []
         if self.options.refit_epochs is not None or keep.tobytes() not in self.refits:
             self._fit_without_dropped(keep, self.fit_config, "final")
-        budget = steps_budget(self.fit_config, len(keep), int(keep.sum()))
+        weights, history, budget = self.refits[keep.tobytes()]
         self.final_budget = {"epochs": budget.epochs, "head_epochs": budget.head_epochs, "kept": int(keep.sum()),
                              "of": len(keep)}
-        weights, history = self.refits[keep.tobytes()]
         self.model.set_weights(weights)
         return history
 
@@ -153,15 +152,16 @@ class InstanceMethod:
         The refits train the warm-up's model object itself (its weights are not needed after scoring), so
         they reuse its traced training and evaluation steps instead of tracing a copy's."""
         self.model.set_weights(self.start_weights)
-        budget = steps_budget(budget, len(keep), int(keep.sum()))
+        kept = int(keep.sum())
+        budget = steps_budget(budget, len(keep), kept)
         if self.verbose:
-            print(f"refit ({name}): {budget.head_epochs} head + {budget.epochs} fine-tuning epochs on "
-                  f"{int(keep.sum())} of {len(keep)} instances (epochs scaled by {len(keep)}/{int(keep.sum())}: "
-                  "about the warm-up's optimizer steps)", flush=True)
+            print(f"refit ({name}): {budget.head_epochs} head + {budget.epochs} fine-tuning epochs on {kept} of "
+                  f"{len(keep)} instances (epochs scaled by {len(keep)}/{kept}: about the warm-up's optimizer steps)",
+                  flush=True)
         fit = fit_target(self.model, self.train.subset(np.flatnonzero(keep)), self.parts["selection"], budget,
                          strategy=self.strategy, run_dir=self.run_dir / "refits" / name, resume=self.resume,
                          verbose=self.verbose)
-        self.refits[keep.tobytes()] = (self.model.get_weights(), fit.phases)
+        self.refits[keep.tobytes()] = (self.model.get_weights(), fit.phases, budget)
         selection = self.parts["selection"]
         return cross_entropy(predict_probabilities(self.model, selection), selection.labels)
 
